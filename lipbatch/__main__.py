@@ -1,0 +1,3 @@
+from lipbatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""`lipbatch run` (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lipbatch.errors import UsageError
+
+HELP = "run (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs="*")
+
+
+def main(args: argparse.Namespace) -> int:
+    raise UsageError("run is not implemented yet")

@@ -1,0 +1,1 @@
+"""Faithful emulators of the five provider APIs, served on loopback (see ``sandbox/app.py``)."""
