@@ -87,13 +87,7 @@ def verify_playable(path: str | Path) -> MediaInfo:
         raise MediaError(f"{path}: no video stream")
     try:
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            decoded = 0
-            for frame in container.decode(stream):
-                decoded += 1
-                if decoded >= 1:
-                    break
-            if decoded == 0:
+            if next(container.decode(video=0), None) is None:
                 raise MediaError(f"{path}: no decodable video frame")
             for _packet in container.demux():
                 pass

@@ -1,17 +1,34 @@
-"""`lipbatch plan` (placeholder until implemented)."""
+"""`lipbatch plan MANIFEST`: every job with its status, output and documented cost, and totals."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from lipbatch.errors import UsageError
+from rich.console import Console
 
-HELP = "plan (not implemented yet)"
+from lipbatch.commands.validate import report_problems
+from lipbatch.errors import EXIT_OK, ManifestError
+from lipbatch.manifest import load_project
+from lipbatch.plan import build_plan, render
+
+HELP = "show the jobs a run would do, their status in the state file and estimated cost"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument("manifest", type=Path, help="the manifest YAML file")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise UsageError("plan is not implemented yet")
+    try:
+        project = load_project(args.manifest)
+    except ManifestError as err:
+        return report_problems(err, as_json=args.json)
+    plan = build_plan(project)
+    if args.json:
+        print(json.dumps(plan.as_json(), indent=2, ensure_ascii=False))
+    else:
+        render(plan, Console(soft_wrap=False))
+    return EXIT_OK

@@ -1,17 +1,90 @@
-"""`lipbatch sandbox` (placeholder until implemented)."""
+"""`lipbatch sandbox`: serve the provider emulators on loopback for rehearsals and tests."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from functools import partial
 
-from lipbatch.errors import UsageError
+import trio
 
-HELP = "sandbox (not implemented yet)"
+from lipbatch.errors import EXIT_OK
+from lipbatch.sandbox.core import SandboxConfig
+
+HELP = "serve emulators of every provider API on loopback (no credits spent)"
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return number
+
+
+def _positive(kind: type) -> object:
+    def parse(value: str) -> float | int:
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError("must be positive")
+        return number
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    defaults = SandboxConfig()
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host (the emulators accept any token)")
+    parser.add_argument("--job-seconds", type=float, default=defaults.job_seconds,
+                        help="virtual seconds each job spends processing")
+    parser.add_argument("--time-scale", type=_positive(float), default=defaults.time_scale,
+                        help="real seconds per virtual second (0.01 = 100x faster)")
+    parser.add_argument("--max-jobs", type=_positive(int), default=None,
+                        help="per-account concurrency cap (default: each provider's own)")
+    parser.add_argument("--rate-429", type=_fraction, default=0.0, help="fraction of requests answered 429")
+    parser.add_argument("--rate-5xx", type=_fraction, default=0.0, help="fraction answered 500/502/503")
+    parser.add_argument("--rate-reset", type=_fraction, default=0.0,
+                        help="fraction whose connection drops mid-response")
+    parser.add_argument("--rate-truncate", type=_fraction, default=0.0,
+                        help="fraction of result downloads cut short")
+    parser.add_argument("--download-ttl", type=_positive(float), default=None,
+                        help="virtual seconds a result URL stays valid (default: forever)")
+    parser.add_argument("--moderate", action="append", default=[], metavar="WORD",
+                        help="jobs whose text contains WORD fail moderation (repeatable)")
+    parser.add_argument("--credits", type=float, default=None, help="credits per account (default: unlimited)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for reproducible faults and ids")
+    parser.add_argument("--pixverse-success-status", choices=("succeeded", "completed"),
+                        default=defaults.pixverse_success_status)
+    parser.add_argument("--creatify-aurora-pricing", choices=("per_block", "per_second"),
+                        default=defaults.creatify_aurora_pricing)
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    return SandboxConfig(
+        job_seconds=args.job_seconds, time_scale=args.time_scale, max_jobs=args.max_jobs,
+        rate_429=args.rate_429, rate_5xx=args.rate_5xx, rate_reset=args.rate_reset,
+        rate_truncate=args.rate_truncate, download_ttl=args.download_ttl, moderate=tuple(args.moderate),
+        credits=args.credits, seed=args.seed, pixverse_success_status=args.pixverse_success_status,
+        creatify_aurora_pricing=args.creatify_aurora_pricing,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    raise UsageError("sandbox is not implemented yet")
+    from lipbatch.sandbox.app import build_app
+    from lipbatch.sandbox.server import check_host, serve
+
+    check_host(args.host, args.allow_remote)
+    app = build_app(config_from_args(args))
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve, app, host=args.host, port=args.port,
+                                              allow_remote=args.allow_remote))
+            print(url, flush=True)
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:
+        print("sandbox stopped", file=sys.stderr)
+    return EXIT_OK

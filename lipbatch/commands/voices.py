@@ -1,17 +1,202 @@
-"""`lipbatch voices` (placeholder until implemented)."""
+"""`lipbatch voices PROVIDER [-m MANIFEST] [--json] [--sandbox | --sandbox-url URL]`.
+
+Lists the voice ids a producer writes into the manifest's ``voices:`` section:
+useapi.net's lip-sync voices (both Runway kinds), Creatify's voices with one
+row per accent (the accent id is the manifest's Creatify voice id), and
+PixVerse's fixed, documented speaker list (no network, no credentials).
+
+PROVIDER is an account name from ``--manifest`` (its kind, base_url and
+credential variable names are used) or simply a kind (when no account has that
+name), which uses the kind's default host and credential variables: voices are usually looked up while the
+manifest is still being written, so only its ``providers:`` entry is read and
+the rest of the manifest need not be valid yet.
+
+``--sandbox`` answers from an in-process sandbox (no server, any credentials);
+``--sandbox-url`` talks to a running ``lipbatch sandbox`` (as ``lipbatch run``).
+Also the shared plumbing of ``lipbatch avatars``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
-from lipbatch.errors import UsageError
+import httpx
+import trio
+import yaml
 
-HELP = "voices (not implemented yet)"
+from lipbatch.errors import EXIT_OK, MissingCredentialError, UsageError
+from lipbatch.model import KINDS, Account
+from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, SANDBOX_PREFIXES, client_class, useapi
+from lipbatch.providers.aimlapi_pixverse import PIXVERSE_SPEAKERS
+from lipbatch.providers.base import request_json
+
+HELP = "list the voice ids a provider account offers (for the manifest's voices section)"
+
+SANDBOX_HOST = "http://sandbox.invalid"
+SANDBOX_SECRET = "sandbox"
+Row = dict[str, Any]
+
+
+def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``voices`` and ``avatars``."""
+    parser.add_argument("provider", metavar="PROVIDER",
+                        help=f"an account name from --manifest, or a kind ({', '.join(KINDS)})")
+    parser.add_argument("-m", "--manifest", type=Path, help="manifest whose providers: section names PROVIDER")
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sandbox", action="store_true", help="ask an in-process sandbox instead of the provider")
+    mode.add_argument("--sandbox-url", metavar="URL", help="ask a running `lipbatch sandbox` at URL")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    add_catalog_arguments(parser)
+
+
+def load_account(provider: str, manifest: Path | None) -> Account:
+    """The account named ``provider`` in the manifest's providers section, else a kind's defaults."""
+    spec = _manifest_account(provider, manifest) if manifest is not None else None
+    if spec is None:
+        if provider not in KINDS:
+            raise UsageError(f"{provider!r} is not a kind ({', '.join(KINDS)}); "
+                             "to use a manifest's account, pass --manifest FILE")
+        return Account(provider, provider, DEFAULT_BASE_URLS[provider], DEFAULT_CREDENTIALS[provider], 1)
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise UsageError(f"account {provider!r} has unknown kind {kind!r}")
+    credentials = {**DEFAULT_CREDENTIALS[kind], **(spec.get("credentials") or {})}
+    return Account(provider, kind, spec.get("base_url") or DEFAULT_BASE_URLS[kind], credentials,
+                   int(spec.get("concurrency") or 1), dict(spec.get("options") or {}))
+
+
+def _manifest_account(provider: str, manifest: Path) -> dict[str, Any] | None:
+    """The raw providers entry; None for a kind that is not also an account name."""
+    try:
+        document = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read {manifest}: {exc}") from exc
+    providers = document.get("providers") if isinstance(document, dict) else None
+    spec = providers.get(provider) if isinstance(providers, dict) else None
+    if isinstance(spec, dict):
+        return spec
+    if provider in KINDS:
+        return None
+    names = ", ".join(providers) if isinstance(providers, dict) else "none"
+    raise UsageError(f"{manifest} has no provider account {provider!r} (accounts: {names})")
+
+
+def resolve_secrets(account: Account, *, sandbox: bool) -> dict[str, str]:
+    """Credential values from the environment; the sandbox accepts a placeholder for unset ones."""
+    secrets: dict[str, str] = {}
+    for role, variable in account.credentials.items():
+        value = os.environ.get(variable)
+        if not value and not sandbox:
+            raise MissingCredentialError(f"account {account.name!r} needs ${variable} ({role}) set")
+        secrets[role] = value or SANDBOX_SECRET
+    return secrets
+
+
+@asynccontextmanager
+async def open_catalog(args: argparse.Namespace, account: Account) -> AsyncIterator[tuple[Account, httpx.AsyncClient]]:
+    """The account (re-pointed at a sandbox when asked) and an HTTP client to reach it."""
+    prefix = SANDBOX_PREFIXES[account.kind]
+    if args.sandbox:
+        from lipbatch.sandbox.app import build_app
+        from lipbatch.sandbox.core import SandboxConfig
+
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=build_app(SandboxConfig()))
+        account = _rebase(account, SANDBOX_HOST + prefix)
+    else:
+        transport = httpx.AsyncHTTPTransport(retries=2)
+        if args.sandbox_url:
+            account = _rebase(account, args.sandbox_url.rstrip("/") + prefix)
+    async with httpx.AsyncClient(transport=transport, timeout=30, follow_redirects=True) as http:
+        yield account, http
+
+
+def _rebase(account: Account, base_url: str) -> Account:
+    return Account(account.name, account.kind, base_url, account.credentials, account.concurrency, account.options)
+
+
+def run_catalog(args: argparse.Namespace, account: Account,
+                fetch: Callable[[Any], Awaitable[list[Row]]]) -> list[Row]:
+    """Build the account's client (sandboxed if asked) and run ``fetch(client)`` under trio."""
+    secrets = resolve_secrets(account, sandbox=bool(args.sandbox or args.sandbox_url))
+
+    async def go() -> list[Row]:
+        async with open_catalog(args, account) as (rebased, http):
+            return await fetch(client_class(rebased.kind)(rebased, http, secrets))
+
+    return trio.run(go)
+
+
+def title(account: Account, what: str) -> str:
+    return f"{what} of {account.name}" + ("" if account.name == account.kind else f" ({account.kind})")
+
+
+def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, title: str) -> None:
+    """A rich table (columns from the first row) or a JSON array."""
+    if as_json:
+        json.dump(list(rows), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    columns = list(rows[0]) if rows else ["id"]
+    for column in columns:
+        table.add_column(column, no_wrap=column == "id", overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console = Console()
+    console.print(title, style="bold")
+    console.print(table)
+
+
+async def useapi_voices(client: useapi.UseapiClient) -> list[Row]:
+    """useapi.net's lip-sync voice catalogue (``GET /lipsync/voices/``), one row per voiceId."""
+    answer = await request_json(client.http, "GET", f"{client.base_url}/lipsync/voices/",
+                                headers=client._headers, classify=useapi.classify)
+    rows = []
+    for voice in answer if isinstance(answer, list) else []:
+        labels = voice.get("labels") if isinstance(voice.get("labels"), dict) else {}
+        rows.append({"id": voice.get("voiceId"), "name": voice.get("name"), "gender": labels.get("gender"),
+                     "accent": labels.get("accent"), "age": labels.get("age"), "use_case": labels.get("use case"),
+                     "description": labels.get("description") or voice.get("description")})
+    return rows
+
+
+async def creatify_voices(client: Any) -> list[Row]:
+    """Creatify voices, one row per accent: the accent id is what a manifest voice names."""
+    return [
+        {"id": accent.get("id"), "voice": voice.get("name"), "gender": voice.get("gender"),
+         "accent": accent.get("accent_name"), "preview_url": accent.get("preview_url")}
+        for voice in await client.list_voices()
+        for accent in voice.get("accents") or []
+        if isinstance(accent, dict)
+    ]
+
+
+def pixverse_voices() -> list[Row]:
+    return [{"id": speaker} for speaker in PIXVERSE_SPEAKERS]
 
 
 def main(args: argparse.Namespace) -> int:
-    raise UsageError("voices is not implemented yet")
+    account = load_account(args.provider, args.manifest)
+    if account.kind == "aimlapi-pixverse-lipsync":
+        rows = pixverse_voices()
+    elif account.kind == "creatify-lipsync":
+        rows = run_catalog(args, account, creatify_voices)
+    elif account.kind in ("runway-lipsync", "runway-act-two-voice"):
+        rows = run_catalog(args, account, useapi_voices)
+    else:
+        raise UsageError(f"{account.kind} has no voices: it lip-syncs to recorded audio only")
+    print_rows(rows, as_json=args.json, title=title(account, "voices"))
+    return EXIT_OK

@@ -1,22 +1,67 @@
 """What every provider emulator shares: configuration, virtual time, faults, stats, results.
 
-INTERFACE FIRST: the signatures below are the contract between the sandbox
-core and the emulators (``sandbox/useapi.py``, ``magichour.py``, ``aimlapi.py``,
-``creatify.py``). Bodies marked ``NotImplementedError`` are filled in by the
-sandbox-core work; emulator authors code against the signatures only.
+The signatures here are the contract between the sandbox core and the
+emulators (``sandbox/useapi.py``, ``magichour.py``, ``aimlapi_pixverse.py``,
+``creatify.py``); emulators know the providers' contracts and nothing of
+lipbatch's runner.
 
-The emulators know the providers' contracts and nothing of lipbatch's runner.
+Semantics the emulators and tests rely on:
+
+- Virtual time: ``now()`` = real monotonic seconds elapsed / ``time_scale``;
+  changing ``time_scale`` at run time keeps the virtual clock continuous.
+  ``epoch(v)`` converts a virtual instant to the Unix time at which it happens
+  (used for ``createdAt``/``expires_at`` stamps and ``Retry-After``).
+- Lifecycles are scheduled once, at creation, in virtual time: FIFO per
+  (provider, account); a task may start after ``delay`` (the provider's
+  pickup latency) and only when fewer than ``capacity`` earlier tasks of the
+  account are running. Nothing runs in the background to advance them.
+- Faults are drawn from ``random.Random(f"{seed}|{kind}|{method}|{path}|{n}")``
+  where ``n`` counts earlier requests with the same method and path: the
+  k-th request to a URL gets the same fault under the same seed, whatever
+  the interleaving of concurrent requests to other URLs.
+- Result files live in memory and are served by ``sandbox/app.py`` under
+  ``/cdn/<provider>/<token>/<filename>`` with signed, optionally expiring
+  query strings; every ``result_url`` call returns a new URL.
+- Stats (``GET /_sandbox/stats``): ``requests`` (total), ``requests_by_provider``,
+  ``requests_by_route`` (``"METHOD /route/template"``), ``creates`` (per kind),
+  ``creates_total``, ``duplicate_creates`` (total), ``duplicate_creates_by_kind``,
+  ``faults`` (per fault type), ``downloads``, ``downloads_expired``,
+  ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import unquote, unquote_to_bytes, urlencode, urlsplit
 
+import httpx
+import trio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+
+log = logging.getLogger("lipbatch.sandbox")
+
+FILES_PREFIX = "/cdn"
+CONTROL_PREFIX = "/_sandbox"
+SYNTHETIC_FETCH_LIMIT = 64 * 1024 * 1024  # fetch_input refuses to materialise bigger synthetic files
+_SYNTHETIC_BLOCK = 65536
 
 
 @dataclass
@@ -39,9 +84,78 @@ class SandboxConfig:
     valid_tokens: tuple[str, ...] = ()  # credentials accepted; empty = any non-empty value
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["moderate"] = list(self.moderate)
+        data["valid_tokens"] = list(self.valid_tokens)
+        return data
+
+
+_CHOICES = {
+    "pixverse_success_status": ("succeeded", "completed"),
+    "creatify_aurora_pricing": ("per_block", "per_second"),
+}
+
+
+def apply_config(config: SandboxConfig, changes: Mapping[str, Any]) -> None:
+    """Validate and apply ``changes`` (JSON values) to ``config``; raises ValueError naming the field.
+
+    All fields are checked before any is set, so a bad request changes nothing.
+    """
+    fields = {f.name: f for f in dataclasses.fields(SandboxConfig)}
+    staged: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in fields:
+            raise ValueError(f"unknown config field {name!r}")
+        staged[name] = _coerce(name, value)
+    for name, value in staged.items():
+        setattr(config, name, value)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    def number(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{name} must be a number")
+        return float(v)
+
+    if name in ("moderate", "valid_tokens"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings")
+        return tuple(value)
+    if name == "extra":
+        if not isinstance(value, dict):
+            raise ValueError("extra must be an object")
+        return dict(value)
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ValueError(f"{name} must be one of {', '.join(_CHOICES[name])}")
+        return value
+    if name in ("max_jobs", "seed"):
+        if value is None and name == "max_jobs":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or (name == "max_jobs" and value < 1):
+            raise ValueError(f"{name} must be {'a positive' if name == 'max_jobs' else 'an'} integer")
+        return value
+    if name in ("download_ttl", "credits") and value is None:
+        return None
+    result = number(value)
+    if name.startswith("rate_") and not 0.0 <= result <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1")
+    if name == "time_scale" and result <= 0:
+        raise ValueError("time_scale must be positive")
+    if result < 0:
+        raise ValueError(f"{name} must not be negative")
+    return result
+
 
 class Emulator(Protocol):
-    """One provider API (or one family sharing a host, like useapi.net)."""
+    """One provider API (or one family sharing a host, like useapi.net).
+
+    Optional extra: ``expired_response(self) -> Response`` answers a download
+    of an expired result URL (default: S3/CloudFront-style 403 XML).
+    """
 
     name: str  # "useapi" | "magichour" | "aimlapi" | "creatify"
     prefixes: tuple[str, ...]  # URL path prefixes it serves, for stats and fault attribution
@@ -61,19 +175,88 @@ class Lifecycle:
     ``slots`` is the emulator's per-account capacity gate: a task starts
     running only when fewer than ``capacity`` earlier tasks of the same account
     are running; otherwise it stays queued (the provider's pending state).
+    The schedule is fixed at creation: ``created_at <= ready_at <= started_at
+    <= finished_at`` (virtual seconds, as ``Sandbox.now()``).
     """
+
+    def __init__(self, sandbox: Sandbox, provider: str, account: str, *, created_at: float,
+                 ready_at: float, started_at: float, finished_at: float) -> None:
+        self.sandbox = sandbox
+        self.provider = provider
+        self.account = account
+        self.created_at = created_at
+        self.ready_at = ready_at
+        self.started_at = started_at
+        self.finished_at = finished_at
 
     def phase(self) -> str:
         """'queued' | 'running' | 'finished' at the sandbox's current virtual time."""
-        raise NotImplementedError
+        now = self.sandbox.now()
+        if now >= self.finished_at:
+            return "finished"
+        return "running" if now >= self.started_at else "queued"
+
+    def waiting_for_capacity(self) -> bool:
+        """Queued past its pickup delay: held back only by the account's capacity (THROTTLED)."""
+        return self.phase() == "queued" and self.sandbox.now() >= self.ready_at
 
     def progress(self) -> float:
         """0..1 through the running phase."""
-        raise NotImplementedError
+        span = self.finished_at - self.started_at
+        if span <= 0:
+            return 1.0 if self.phase() == "finished" else 0.0
+        return min(1.0, max(0.0, (self.sandbox.now() - self.started_at) / span))
 
     def eta(self) -> float:
         """Virtual seconds until it starts (queued) or finishes (running)."""
-        raise NotImplementedError
+        now = self.sandbox.now()
+        target = self.started_at if now < self.started_at else self.finished_at
+        return max(0.0, target - now)
+
+
+@dataclass
+class _File:
+    provider: str | None
+    filename: str
+    media_type: str
+    data: bytes | None = None  # None: synthetic, generated on the fly
+    size: int = 0
+    seed: int = 0
+
+    def chunks(self, start: int, end: int, chunk_size: int = _SYNTHETIC_BLOCK):
+        """Yield bytes [start, end) without materialising synthetic content."""
+        if self.data is not None:
+            for pos in range(start, end, chunk_size):
+                yield self.data[pos:min(end, pos + chunk_size)]
+            return
+        block = synthetic_block(self.seed)
+        pos = start
+        while pos < end:
+            offset = pos % len(block)
+            piece = block[offset:offset + min(end - pos, len(block) - offset)]
+            yield piece
+            pos += len(piece)
+
+
+def synthetic_block(seed: int) -> bytes:
+    """The repeating pattern of a synthetic published file (so tests can check content)."""
+    return random.Random(f"synthetic|{seed}").randbytes(_SYNTHETIC_BLOCK)
+
+
+def canonical_json(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Sandbox:
@@ -81,54 +264,407 @@ class Sandbox:
 
     config: SandboxConfig
 
-    def now(self) -> float:
-        """Virtual seconds since the sandbox started (real elapsed / time_scale)."""
-        raise NotImplementedError
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.emulators: dict[str, Emulator] = {}
+        #: tests may route callbacks through another transport (e.g. an ASGI app)
+        self.callback_transport: httpx.AsyncBaseTransport | None = None
+        self._secret = os.urandom(16)
+        self._r0 = time.monotonic()
+        self._v0 = 0.0
+        self._scale = self.config.time_scale
+        self._generation = 0
+        self._render_cache: dict[str, bytes] = {}
+        self._render_inflight: dict[str, trio.Event] = {}
+        self._resolvers: list[Callable[[str], bytes | None]] = []
+        self._clear()
 
-    def lifecycle(self, provider: str, account: str, *, capacity: int | None = None,
-                  seconds: float | None = None) -> Lifecycle:
-        """Start a task's lifecycle now on ``account`` (capacity None = unlimited)."""
-        raise NotImplementedError
+    def _clear(self) -> None:
+        self._lifecycles: dict[tuple[str, str], list[Lifecycle]] = {}
+        self._credits_used: dict[tuple[str, str], float] = {}
+        self._files: dict[str, _File] = {}
+        self._seen_bodies: dict[str, set[str]] = {}
+        self._fault_counts: Counter[str] = Counter()
+        self._hosts: set[str] = set()
+        self._ids = random.Random(f"ids|{self.config.seed}|{self._generation}")
+        self._url_nonce = 0
+        self.callbacks_log: list[dict[str, Any]] = []
+        self._stats: dict[str, Any] = {
+            "requests": 0,
+            "requests_by_provider": Counter(),
+            "requests_by_route": Counter(),
+            "creates": Counter(),
+            "creates_total": 0,
+            "duplicate_creates": 0,
+            "duplicate_creates_by_kind": Counter(),
+            "faults": Counter(),
+            "downloads": 0,
+            "downloads_expired": 0,
+            "callbacks": Counter(),
+        }
 
-    def active_tasks(self, provider: str, account: str) -> int:
-        """Tasks of this account not yet finished (queued or running)."""
-        raise NotImplementedError
+    # -- registry, reset, stats ---------------------------------------------------------------
 
-    def charge(self, provider: str, account: str, credits: float) -> bool:
-        """Deduct credits; False (and nothing deducted) when the account cannot pay."""
-        raise NotImplementedError
+    def register(self, emulator: Emulator) -> None:
+        self.emulators[emulator.name] = emulator
 
-    def refund(self, provider: str, account: str, credits: float) -> None:
-        raise NotImplementedError
+    def reset(self) -> None:
+        """Forget every task, file, credit, stat and pending callback; emulators reset too."""
+        self._generation += 1
+        self._clear()
+        for emulator in self.emulators.values():
+            emulator.reset()
 
-    def is_moderated(self, text: str | None) -> bool:
-        raise NotImplementedError
+    def configure(self, changes: Mapping[str, Any]) -> SandboxConfig:
+        apply_config(self.config, changes)
+        self.now()  # rebase the clock at once if time_scale changed
+        return self.config
+
+    def stats(self) -> dict[str, Any]:
+        data = {k: dict(v) if isinstance(v, Counter) else v for k, v in self._stats.items()}
+        data["credits_used"] = {f"{p}/{a}": used for (p, a), used in self._credits_used.items()}
+        return data
+
+    def record_request(self, provider: str | None, route: str) -> None:
+        self._stats["requests"] += 1
+        if provider:
+            self._stats["requests_by_provider"][provider] += 1
+        self._stats["requests_by_route"][route] += 1
+
+    def record_fault(self, kind: str) -> None:
+        self._stats["faults"][kind] += 1
+
+    def record_download(self, *, expired: bool = False) -> None:
+        self._stats["downloads_expired" if expired else "downloads"] += 1
+
+    def note_host(self, host: str | None) -> None:
+        """Remember a Host header this sandbox was reached by (its own URLs, for fetch_input)."""
+        if host:
+            self._hosts.add(host.lower())
 
     def record_create(self, kind: str, body: Mapping[str, Any]) -> None:
         """Count a successful create; also counts ``duplicate_creates`` for repeated bodies."""
-        raise NotImplementedError
+        self._stats["creates"][kind] += 1
+        self._stats["creates_total"] += 1
+        seen = self._seen_bodies.setdefault(kind, set())
+        canonical = canonical_json(body)
+        if canonical in seen:
+            self._stats["duplicate_creates"] += 1
+            self._stats["duplicate_creates_by_kind"][kind] += 1
+        seen.add(canonical)
+
+    # -- ids and randomness -------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A uuid4-shaped id, reproducible under the seed (and distinct across resets)."""
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    def rng(self, *key: object) -> random.Random:
+        """A generator reproducible from the seed and ``key`` (for emulator-side randomness)."""
+        return random.Random("|".join([str(self.config.seed), *map(str, key)]))
+
+    def draw_fault(self, method: str, path: str, *, download: bool = False) -> str | None:
+        """The fault for this request, if any: '429', '500'/'502'/'503', 'reset' or 'truncate'."""
+        cfg = self.config
+        kind = "download" if download else "api"
+        counter_key = f"{kind}|{method}|{path}"
+        n = self._fault_counts[counter_key]
+        self._fault_counts[counter_key] += 1
+        rates = (
+            [("reset", cfg.rate_reset), ("truncate", cfg.rate_truncate)] if download
+            else [("429", cfg.rate_429), ("5xx", cfg.rate_5xx), ("reset", cfg.rate_reset)]
+        )
+        if not any(rate for _, rate in rates):
+            return None
+        rng = self.rng(counter_key, n)
+        draw = rng.random()
+        for name, rate in rates:
+            if draw < rate:
+                return rng.choice(("500", "502", "503")) if name == "5xx" else name
+            draw -= rate
+        return None
+
+    def retry_after(self) -> int:
+        """Retry-After seconds for a faulted 429: ``extra["retry_after"]`` virtual s (default 5), scaled."""
+        return max(0, round(float(self.config.extra.get("retry_after", 5.0)) * self.config.time_scale))
+
+    # -- virtual time -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Virtual seconds since the sandbox started (real elapsed / time_scale)."""
+        real = time.monotonic()
+        scale = self.config.time_scale
+        if scale != self._scale:
+            self._v0 += (real - self._r0) / self._scale
+            self._r0, self._scale = real, scale
+        return self._v0 + (real - self._r0) / scale
+
+    def advance(self, seconds: float) -> None:
+        """Jump the virtual clock forward (tests: expire URLs, finish jobs, without waiting)."""
+        self.now()
+        self._v0 += max(0.0, seconds)
+
+    def epoch(self, virtual: float | None = None) -> float:
+        """Unix time at which virtual instant ``virtual`` (default: now) happens at the current scale."""
+        now = self.now()
+        return time.time() + ((now if virtual is None else virtual) - now) * self.config.time_scale
+
+    def iso(self, virtual: float | None = None) -> str:
+        """ISO-8601 UTC with milliseconds and ``Z``, as the providers print timestamps."""
+        stamp = datetime.fromtimestamp(self.epoch(virtual), UTC)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+    async def sleep_until(self, when: float) -> None:
+        """Sleep until virtual time ``when`` (re-checking, so time_scale changes apply)."""
+        while (remaining := when - self.now()) > 0:
+            await trio.sleep(min(remaining * self.config.time_scale, 0.5))
+
+    # -- lifecycles and capacity --------------------------------------------------------------
+
+    def lifecycle(self, provider: str, account: str, *, capacity: int | None = None,
+                  seconds: float | None = None, delay: float = 0.0) -> Lifecycle:
+        """Start a task's lifecycle now on ``account`` (capacity None = unlimited).
+
+        ``delay``: virtual seconds before the provider picks the task up at all.
+        """
+        now = self.now()
+        duration = self.config.job_seconds if seconds is None else max(0.0, seconds)
+        tasks = [lc for lc in self._lifecycles.get((provider, account), []) if lc.finished_at > now]
+        ready = now + max(0.0, delay)
+        start = max([ready, *(lc.started_at for lc in tasks)])
+        if capacity is not None:
+            capacity = max(1, capacity)
+            while True:
+                running = [lc for lc in tasks if lc.started_at <= start < lc.finished_at]
+                if len(running) < capacity:
+                    break
+                start = min(lc.finished_at for lc in running)
+        lc = Lifecycle(self, provider, account, created_at=now, ready_at=ready,
+                       started_at=start, finished_at=start + duration)
+        tasks.append(lc)
+        self._lifecycles[(provider, account)] = tasks
+        return lc
+
+    def active_tasks(self, provider: str, account: str) -> int:
+        """Tasks of this account not yet finished (queued or running)."""
+        now = self.now()
+        return sum(1 for lc in self._lifecycles.get((provider, account), []) if lc.finished_at > now)
+
+    def running_tasks(self, provider: str, account: str) -> int:
+        """Tasks of this account in their running phase now."""
+        now = self.now()
+        return sum(1 for lc in self._lifecycles.get((provider, account), [])
+                   if lc.started_at <= now < lc.finished_at)
+
+    # -- credits and moderation ---------------------------------------------------------------
+
+    def charge(self, provider: str, account: str, credits: float) -> bool:
+        """Deduct credits; False (and nothing deducted) when the account cannot pay."""
+        used = self._credits_used.get((provider, account), 0.0)
+        if self.config.credits is not None and used + credits > self.config.credits + 1e-9:
+            return False
+        self._credits_used[(provider, account)] = used + credits
+        return True
+
+    def refund(self, provider: str, account: str, credits: float) -> None:
+        used = self._credits_used.get((provider, account), 0.0)
+        self._credits_used[(provider, account)] = max(0.0, used - credits)
+
+    def credits_used(self, provider: str, account: str) -> float:
+        return self._credits_used.get((provider, account), 0.0)
+
+    def credits_left(self, provider: str, account: str) -> float | None:
+        """Remaining credits, or None when unlimited."""
+        if self.config.credits is None:
+            return None
+        return max(0.0, self.config.credits - self.credits_used(provider, account))
+
+    def is_moderated(self, text: str | None) -> bool:
+        """True when ``text`` contains a moderated word (case-insensitive, whole words)."""
+        if not text:
+            return False
+        return any(
+            re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE)
+            for word in self.config.moderate if word
+        )
+
+    # -- media --------------------------------------------------------------------------------
 
     async def render(self, *, video: bytes | None = None, image: bytes | None = None,
                      audio: bytes | None = None, tts_text: str | None = None,
                      seconds: float | None = None) -> bytes:
         """A playable MP4: the video (or the image held still, or a generated picture) with the
-        audio (or a tone whose length follows ``tts_text``) muxed in, lasting as long as the audio."""
-        raise NotImplementedError
+        audio (or a tone whose length follows ``tts_text``) muxed in, lasting as long as the audio.
 
-    def publish(self, data: bytes, *, filename: str = "output.mp4") -> str:
+        ``seconds``, when given, sets the duration outright (e.g. a trim window). Results are
+        cached by content, and concurrent renders of the same inputs run once.
+        """
+        from lipbatch.sandbox import render as _render
+
+        digest = hashlib.sha256()
+        for part in (video, image, audio, (tts_text or "").encode(), repr(seconds).encode()):
+            digest.update(hashlib.sha256(part or b"").digest())
+        key = digest.hexdigest()
+        while key not in self._render_cache:
+            if key in self._render_inflight:
+                await self._render_inflight[key].wait()
+                continue
+            done = self._render_inflight[key] = trio.Event()
+            try:
+                self._render_cache[key] = await trio.to_thread.run_sync(
+                    lambda: _render.render_mp4(video=video, image=image, audio=audio,
+                                               tts_text=tts_text, seconds=seconds))
+            finally:
+                del self._render_inflight[key]
+                done.set()
+        return self._render_cache[key]
+
+    # -- published files ----------------------------------------------------------------------
+
+    def publish(self, data: bytes, *, filename: str = "output.mp4", provider: str | None = None,
+                media_type: str = "video/mp4") -> str:
         """Store a result; returns a token for ``result_url``."""
-        raise NotImplementedError
+        token = self.new_id().replace("-", "")
+        self._files[token] = _File(provider, filename, media_type, data=bytes(data), size=len(data))
+        return token
 
-    def result_url(self, request: Request, token: str) -> tuple[str, float | None]:
-        """A fresh download URL for a published result and its expiry (virtual-time epoch) or None."""
-        raise NotImplementedError
+    def publish_synthetic(self, size: int, *, filename: str = "large.bin", provider: str | None = None,
+                          media_type: str = "application/octet-stream") -> str:
+        """Publish ``size`` generated bytes without holding them (for large-download tests)."""
+        token = self.new_id().replace("-", "")
+        seed = self.rng("synthetic", token).getrandbits(32)
+        self._files[token] = _File(provider, filename, media_type, size=max(0, size), seed=seed)
+        return token
+
+    def file(self, token: str) -> _File | None:
+        return self._files.get(token)
+
+    def file_bytes(self, token: str) -> bytes | None:
+        """The full content of a published file (None when unknown or too big to materialise)."""
+        entry = self._files.get(token)
+        if entry is None or (entry.data is None and entry.size > SYNTHETIC_FETCH_LIMIT):
+            return None
+        return entry.data if entry.data is not None else b"".join(entry.chunks(0, entry.size))
+
+    def _sign(self, token: str, exp: str) -> str:
+        return hmac.new(self._secret, f"{token}|{exp}".encode(), hashlib.sha256).hexdigest()[:24]
+
+    def result_url(self, request: Request | str, token: str, *, ttl: float | None | str = "config"
+                   ) -> tuple[str, float | None]:
+        """A fresh download URL for a published result and its expiry (virtual-time epoch) or None.
+
+        The expiry is a ``now()`` value; ``epoch()``/``iso()`` turn it into wall-clock stamps.
+        ``ttl`` defaults to ``config.download_ttl``; pass None for a URL that never expires.
+        ``request`` may also be a base URL string (for callbacks sent outside any request).
+        """
+        entry = self._files[token]
+        lifetime = self.config.download_ttl if ttl == "config" else ttl
+        expires = None if lifetime is None else self.now() + float(lifetime)
+        exp = "" if expires is None else f"{expires:.3f}"
+        self._url_nonce += 1
+        query = {"n": str(self._url_nonce)}
+        if exp:
+            query["exp"] = exp
+        query["sig"] = self._sign(token, exp)
+        provider = entry.provider or "sandbox"
+        base = (request if isinstance(request, str) else str(request.base_url)).rstrip("/")
+        return f"{base}{FILES_PREFIX}/{provider}/{token}/{entry.filename}?{urlencode(query)}", expires
+
+    def check_file_url(self, token: str, query: Mapping[str, str]) -> str:
+        """'ok' | 'expired' | 'unknown' (unknown token or a signature that does not match)."""
+        if token not in self._files:
+            return "unknown"
+        exp = query.get("exp", "")
+        if not hmac.compare_digest(self._sign(token, exp), query.get("sig", "")):
+            return "unknown"
+        if exp and self.now() >= float(exp):
+            return "expired"
+        return "ok"
+
+    def add_input_resolver(self, resolver: Callable[[str], bytes | None]) -> None:
+        """Let an emulator resolve its own URLs (e.g. upload targets) for ``fetch_input``."""
+        self._resolvers.append(resolver)
 
     def fetch_input(self, url: str) -> bytes | None:
         """Bytes behind an input URL the emulator was given: data URIs, this sandbox's own
         files, or None (a remote URL the sandbox cannot reach: the emulator then renders a
         synthetic stand-in)."""
-        raise NotImplementedError
+        if url.startswith("data:"):
+            header, sep, payload = url[5:].partition(",")
+            if not sep:
+                return None
+            try:
+                if header.endswith(";base64"):
+                    return base64.b64decode(unquote(payload), validate=False)
+                return unquote_to_bytes(payload)
+            except ValueError:
+                return None
+        parts = urlsplit(url)
+        if not (is_loopback_host(parts.hostname) or (parts.netloc.lower() in self._hosts)):
+            return None
+        segments = parts.path.split("/")
+        if parts.path.startswith(FILES_PREFIX + "/") and len(segments) >= 4:
+            data = self.file_bytes(segments[3])
+            if data is not None:
+                return data
+        for resolver in self._resolvers:
+            data = resolver(url)
+            if data is not None:
+                return data
+        return None
+
+    # -- background work: timers and callbacks ------------------------------------------------
+
+    def _spawn(self, fn: Callable[[], Awaitable[None]], name: str) -> bool:
+        """Run ``fn`` detached from any request (works in-process and under hypercorn)."""
+        async def guarded() -> None:
+            try:
+                await fn()
+            except Exception:  # a background failure must never take the server down
+                log.exception("sandbox background task %s failed", name)
+
+        try:
+            trio.lowlevel.spawn_system_task(guarded, name=name)
+        except RuntimeError:  # not inside trio: nothing can run in the background
+            return False
+        return True
+
+    def call_at(self, when: float, fn: Callable[[], Awaitable[None] | None]) -> None:
+        """Call ``fn`` (sync or async) at virtual time ``when``, unless the sandbox is reset first."""
+        generation = self._generation
+
+        async def later() -> None:
+            await self.sleep_until(when)
+            if generation == self._generation:
+                result = fn()
+                if result is not None:
+                    await result
+
+        self._spawn(later, "sandbox-timer")
 
     def callback(self, url: str, payload: Mapping[str, Any], *, headers: Mapping[str, str] | None = None) -> None:
         """POST ``payload`` to a replyUrl/webhook in the background; loopback URLs only."""
-        raise NotImplementedError
+        entry: dict[str, Any] = {"url": url, "payload": dict(payload), "status": None}
+        self.callbacks_log.append(entry)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not is_loopback_host(parts.hostname):
+            entry["status"] = "refused"
+            self._stats["callbacks"]["refused"] += 1
+            return
+        generation = self._generation
+
+        async def post() -> None:
+            try:
+                async with httpx.AsyncClient(transport=self.callback_transport, timeout=10) as client:
+                    response = await client.post(url, json=dict(payload), headers=dict(headers or {}))
+                entry["status"] = response.status_code
+                outcome = "sent" if response.is_success else "failed"
+            except httpx.HTTPError as exc:
+                entry["status"] = type(exc).__name__
+                outcome = "failed"
+            if generation == self._generation:
+                self._stats["callbacks"][outcome] += 1
+
+        if not self._spawn(post, "sandbox-callback"):
+            entry["status"] = "no-event-loop"
+            self._stats["callbacks"]["failed"] += 1

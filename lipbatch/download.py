@@ -1,0 +1,293 @@
+"""Verified, resumable downloads of results: the last step before a job counts as done.
+
+A result is paid for, so a flaky CDN must never cost a re-generation nor leave
+a half file that looks finished. ``download`` streams to ``.<name>.<random>.part``
+beside ``dest`` (memory stays at one chunk), hashing as it writes; a transfer
+that is cut short or reset resumes with ``Range: bytes=N-`` when the server
+answers 206 from exactly byte N, otherwise it starts over. The finished file is
+fsync'd, checked against Content-Length / Content-Range, decoded end to end
+(``media.verify_playable``) and only then renamed onto ``dest`` atomically.
+
+Decisions where the docs left room:
+
+* Result URLs are plain GETs (every provider's docs): credential-looking
+  headers the shared client carries (Authorization, Cookie, X-API-KEY, ...)
+  and the client's ``auth`` are stripped, and URLs appear in errors without
+  their query string (signed URLs carry signatures there).
+* 401/403/404/410, and a 400 whose body says "expired" (some object stores),
+  raise ``ResultExpiredError``: only a fresh URL from polling can help. Other
+  4xx are ``PermanentError``; 408/425/429/5xx and network errors are retried.
+* ``max_attempts`` bounds consecutive attempts that make no progress; a
+  transfer that keeps advancing may go on, up to ``4 * max_attempts`` requests.
+* ``If-Range`` (strong ETag, else Last-Modified) guards resumes against a
+  result that changed between attempts; a 206 from another offset or of another
+  total restarts from zero.
+* We ask for ``Accept-Encoding: identity``; a server that compresses anyway is
+  accepted (httpx decodes) but is never resumed and its length is not checked
+  against Content-Length (which counts compressed bytes).
+* A complete transfer that is not a playable video raises
+  ``CorruptDownloadError`` (a ``TransientError``): the runner retries it
+  a bounded number of times, which also refetches the URL when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import trio
+
+from lipbatch.errors import PermanentError, ProviderError, TransientError
+from lipbatch.hashing import _file_sha256
+from lipbatch.media import MediaError, verify_playable
+from lipbatch.providers.base import error_message, parse_retry_after
+from lipbatch.state import fsync_directory
+
+_EXPIRED = frozenset({401, 403, 404, 410})
+_RETRYABLE = frozenset({408, 425, 429})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIAL_HINTS = ("api-key", "api_key", "apikey", "api-id", "token", "secret")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    sha256: str
+    size: int
+    path: Path
+
+
+class ResultExpiredError(ProviderError):
+    """The result URL has expired or is gone: poll the task again for a fresh URL."""
+
+
+class CorruptDownloadError(TransientError):
+    """The transfer completed but the bytes are not a playable video (removed, never renamed)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (to check outputs a rerun finds on disk)."""
+    return _file_sha256(Path(path))
+
+
+def _safe_url(url: httpx.URL | str) -> str:
+    """The URL without query or fragment: signed URLs carry their signature there."""
+    return str(httpx.URL(str(url)).copy_with(query=None, fragment=None))
+
+
+def _strip_credentials(headers: httpx.Headers) -> None:
+    for name in list(headers.keys()):
+        lowered = name.lower()
+        if lowered in _CREDENTIAL_HEADERS or any(hint in lowered for hint in _CREDENTIAL_HINTS):
+            del headers[name]
+
+
+class _Retry(Exception):
+    """This attempt failed in a way another attempt may fix."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Part:
+    """The temp file being filled and the running sha256 of exactly the bytes it holds."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self._file: IO[bytes] | None = None
+
+    async def open(self) -> None:
+        self._file = await trio.to_thread.run_sync(lambda: open(self.path, "xb", buffering=0))  # noqa: SIM115
+
+    def _write(self, chunk: bytes) -> None:
+        assert self._file is not None
+        view = memoryview(chunk)
+        while view:
+            view = view[self._file.write(view) :]
+        self.hash.update(chunk)
+
+    async def write(self, chunk: bytes) -> None:
+        await trio.to_thread.run_sync(self._write, chunk)
+        self.size += len(chunk)
+
+    async def restart(self) -> None:
+        def truncate() -> None:
+            assert self._file is not None
+            self._file.seek(0)
+            self._file.truncate()
+
+        await trio.to_thread.run_sync(truncate)
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    async def finish(self) -> None:
+        def sync_and_close() -> None:
+            assert self._file is not None
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+        await trio.to_thread.run_sync(sync_and_close)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Progress:
+    """What earlier attempts learned about the resource."""
+
+    total: int | None = None  # the full size, when the server said
+    validator: str | None = None  # for If-Range
+
+
+async def download(
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    verify: bool = True,
+    chunk_size: int = 1 << 20,
+    max_attempts: int = 5,
+    retry_delay: float = 0.5,
+) -> Downloaded:
+    """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
+
+    Raises ``ResultExpiredError`` (re-poll for a fresh URL), ``TransientError``
+    after ``max_attempts`` failed attempts, ``CorruptDownloadError`` when the
+    bytes are not a playable video, ``PermanentError`` for other 4xx answers.
+    ``retry_delay`` is the base of the jittered backoff between attempts.
+    """
+    dest = Path(dest)
+    await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
+    part = _Part(dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part"))
+    try:
+        await part.open()
+        await _transfer(http, url, part, chunk_size=chunk_size, max_attempts=max_attempts, retry_delay=retry_delay)
+        await part.finish()
+        if verify:
+            try:
+                await trio.to_thread.run_sync(verify_playable, part.path)
+            except MediaError as exc:
+                raise CorruptDownloadError(f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})") from exc
+
+        def publish() -> None:
+            os.replace(part.path, dest)
+            fsync_directory(dest.parent)
+
+        await trio.to_thread.run_sync(publish)
+        return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest)
+    finally:
+        part.discard()  # after a successful publish the temp name no longer exists
+
+
+async def _transfer(
+    http: httpx.AsyncClient, url: str, part: _Part, *, chunk_size: int, max_attempts: int, retry_delay: float
+) -> None:
+    progress = _Progress()
+    failures = requests = 0
+    while True:
+        requests += 1
+        start = part.size
+        try:
+            await _attempt(http, url, part, progress, chunk_size)
+            return
+        except (_Retry, httpx.TransportError) as exc:
+            if progress.total is not None and part.size == progress.total:
+                return  # every byte arrived; the connection failed only afterwards
+            failures = 0 if part.size > start else failures + 1
+            if failures >= max_attempts or requests >= 4 * max_attempts:
+                raise TransientError(
+                    f"download of {_safe_url(url)} failed after {requests} attempts: {exc or type(exc).__name__}"
+                ) from exc
+            retry_after = exc.retry_after if isinstance(exc, _Retry) else None
+            if retry_after is not None:
+                delay = min(retry_after, _MAX_RETRY_AFTER)
+            else:
+                delay = retry_delay * 2 ** (failures - 1) * random.random() if failures else 0.0
+            await trio.sleep(delay)
+
+
+async def _attempt(http: httpx.AsyncClient, url: str, part: _Part, progress: _Progress, chunk_size: int) -> None:
+    headers = {"Accept-Encoding": "identity"}
+    if part.size:
+        pass
+        if progress.validator:
+            headers["If-Range"] = progress.validator
+    request = http.build_request("GET", url, headers=headers)
+    _strip_credentials(request.headers)
+    response = await http.send(request, stream=True, follow_redirects=True, auth=None)
+    try:
+        await _check_status(response, url)
+        end = await _start_body(response, part, progress)
+        async for chunk in response.aiter_bytes(chunk_size):
+            if end is not None and part.size + len(chunk) > end:
+                await _start_over(part, progress)
+                raise _Retry("the server sent more bytes than it announced")
+            await part.write(chunk)
+        if end is not None and part.size < end:
+            raise _Retry(f"transfer ended at byte {part.size} of {end}")
+    finally:
+        await response.aclose()
+
+
+async def _check_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if status in (200, 206):
+        return
+    await response.aread()
+    if status in _EXPIRED or (status == 400 and "expired" in response.text.lower()):
+        raise ResultExpiredError(
+            f"result URL {_safe_url(url)} is expired or gone; poll the task for a fresh one", status=status
+        )
+    if status == 416:
+        raise _Retry("the server cannot resume from this offset")
+    if status in _RETRYABLE or status >= 500:
+        raise _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("retry-after")))
+    raise PermanentError(f"download of {_safe_url(url)}: {error_message(response)}", status=status)
+
+
+async def _start_over(part: _Part, progress: _Progress) -> None:
+    await part.restart()
+    progress.total = progress.validator = None
+
+
+async def _start_body(response: httpx.Response, part: _Part, progress: _Progress) -> int | None:
+    """Line the temp file up with this response; returns the byte offset the body should end at."""
+    encoded = response.headers.get("content-encoding", "identity").lower() not in ("identity", "")
+    etag = response.headers.get("etag")
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+        total = int(match[3]) if match and match[3] != "*" else None
+        if (
+            match is None
+            or encoded
+            or int(match[1]) != part.size
+            or (progress.total is not None and total not in (None, progress.total))
+            or bool(etag and progress.validator and progress.validator.startswith('"') and etag != progress.validator)
+        ):
+            await _start_over(part, progress)
+            raise _Retry("the server resumed from another offset or another version; starting over")
+        progress.total = total if total is not None else progress.total
+        return int(match[2]) + 1
+    if part.size:
+        await _start_over(part, progress)  # the server ignored Range (or If-Range said the file changed)
+    length = response.headers.get("content-length")
+    progress.total = int(length) if length and length.isdigit() and not encoded else None
+    if etag and not etag.startswith("W/"):
+        progress.validator = etag
+    else:
+        progress.validator = response.headers.get("last-modified")
+    return progress.total

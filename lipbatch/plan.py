@@ -1,0 +1,175 @@
+"""What a run would do: each job's status from the state file, and its documented cost.
+
+Statuses: ``new`` (never submitted), ``done``, ``in flight`` (submitting,
+in flight, or finished at the provider but not yet downloaded), ``failed``,
+``unknown`` (a crash left an intent nobody could reconcile) and ``changed``:
+the job's key is not in the state, but one of its output paths is recorded
+under another key, i.e. the request behind that output changed (an input byte,
+a text, an option). The old file stays where it is until the new job replaces
+it; it is listed as stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lipbatch.hashing import HashCache
+from lipbatch.media import MediaError
+from lipbatch.model import Job, Project
+from lipbatch.pricing import Estimate, estimate
+from lipbatch.state import JobRecord, JobStatus, read_jobs
+
+STATUS_NAMES: dict[str, str] = {
+    JobStatus.SUBMITTING: "in flight",
+    JobStatus.IN_FLIGHT: "in flight",
+    JobStatus.SUCCEEDED: "in flight",
+    JobStatus.DONE: "done",
+    JobStatus.FAILED: "failed",
+    JobStatus.UNKNOWN: "unknown",
+}
+STATUSES = ("new", "changed", "in flight", "unknown", "failed", "done")
+
+
+@dataclass(frozen=True)
+class Stale:
+    """An output written for a request the manifest no longer makes."""
+
+    output: str
+    old_key: str
+    new_key: str
+
+
+@dataclass(frozen=True)
+class Row:
+    job: Job
+    status: str
+    estimate: Estimate
+    charged: float | None
+    error: str | None = None
+
+
+@dataclass
+class Plan:
+    project: Project
+    rows: list[Row]
+    stale: list[Stale] = field(default_factory=list)
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Per account: job counts by status, estimated cost (known part), unknown count, credits charged."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            entry = out.setdefault(row.job.account, {
+                "kind": row.job.kind, "jobs": 0, "statuses": {}, "unit": row.estimate.unit,
+                "estimated": 0.0, "unknown_estimates": 0, "uncertain_estimates": 0, "charged": 0.0})
+            entry["jobs"] += 1
+            entry["statuses"][row.status] = entry["statuses"].get(row.status, 0) + 1
+            if row.estimate.amount is None:
+                entry["unknown_estimates"] += 1
+            else:
+                entry["estimated"] += row.estimate.amount
+                entry["uncertain_estimates"] += row.estimate.uncertain
+            entry["charged"] += row.charged or 0.0
+        return dict(sorted(out.items()))
+
+    def as_json(self) -> dict[str, Any]:
+        project = self.project
+        return {
+            "manifest": str(project.manifest_path),
+            "output_dir": str(project.output_dir),
+            "state_file": str(project.state_path),
+            "jobs": [{
+                "key": row.job.key, "account": row.job.account, "kind": row.job.kind, "clip": row.job.clip,
+                "script": row.job.script, "lang": row.job.lang, "voice": row.job.voice,
+                "outputs": list(row.job.outputs), "status": row.status, "estimate": row.estimate.as_dict(),
+                "credits_charged": row.charged, "error": row.error,
+            } for row in self.rows],
+            "totals": self.totals(),
+            "stale": [{"output": s.output, "old_key": s.old_key, "new_key": s.new_key} for s in self.stale],
+        }
+
+
+def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, str]) -> str:
+    """The plan status of ``job``; ``owners`` maps each recorded output path to its key."""
+    record = records.get(job.key)
+    if record is not None:
+        return STATUS_NAMES.get(record.status, str(record.status))
+    if any(owners.get(out, job.key) != job.key for out in job.outputs):
+        return "changed"
+    return "new"
+
+
+def _video_fps(job: Job, cache: HashCache) -> float | None:
+    ref = job.inputs.get("video")
+    if ref is None or ref.path is None:
+        return None
+    try:
+        return cache.probe(ref.path).fps
+    except (OSError, MediaError):
+        return None
+
+
+def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = None,
+               hash_cache: HashCache | None = None) -> Plan:
+    """Statuses (from ``records``, default: the project's state file) and estimates of every job."""
+    if records is None:
+        records = read_jobs(project.state_path)
+    cache = hash_cache if hash_cache is not None else HashCache.for_state(project.state_path)
+    owners = {out: key for key, record in records.items() for out in record.outputs}
+    rows, stale = [], []
+    for job in project.jobs:
+        status = job_status(job, records, owners)
+        record = records.get(job.key)
+        if status == "changed":
+            stale.extend(Stale(out, owners[out], job.key) for out in job.outputs
+                         if owners.get(out, job.key) != job.key)
+        fps = _video_fps(job, cache) if job.kind == "magichour-lipsync" else None
+        rows.append(Row(job, status, estimate(job, video_fps=fps),
+                        record.credits if record is not None else None,
+                        record.error if record is not None else None))
+    cache.save()
+    return Plan(project, rows, stale)
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+def render(plan: Plan, console: Console) -> None:
+    """The plan as rich tables: one row per job, then totals per account."""
+    table = Table(title=f"{len(plan.rows)} jobs → {plan.project.output_dir}", title_justify="left")
+    for name, kw in (("key", {"style": "dim", "no_wrap": True}), ("clip", {}), ("script", {}), ("lang", {}),
+                     ("provider", {}), ("output", {"overflow": "fold"}), ("status", {"no_wrap": True}),
+                     ("est. cost", {"justify": "right"}), ("charged", {"justify": "right"})):
+        table.add_column(name, **kw)
+    styles = {"done": "green", "failed": "red", "changed": "yellow", "in flight": "cyan", "unknown": "magenta"}
+    for row in plan.rows:
+        job = row.job
+        output = job.output + (f" (+{len(job.outputs) - 1})" if len(job.outputs) > 1 else "")
+        status = row.status if row.status not in styles else f"[{styles[row.status]}]{row.status}[/]"
+        table.add_row(job.key[:12], job.clip, job.script or (f"voice {job.voice}" if job.voice else "-"),
+                      job.lang or "-", job.account, output, status, row.estimate.short(),
+                      "-" if row.charged is None else _amount(row.charged))
+    console.print(table)
+    totals = Table(title="Totals per provider account", title_justify="left")
+    for name in ("provider", "kind", "jobs", "status", "estimated", "charged"):
+        totals.add_column(name, justify="right" if name in ("jobs", "estimated", "charged") else "left")
+    for account, entry in plan.totals().items():
+        estimated = f"{_amount(entry['estimated'])} {entry['unit']}"
+        if entry["unknown_estimates"] == entry["jobs"]:
+            estimated = "unknown"
+        elif entry["unknown_estimates"]:
+            estimated += f" + {entry['unknown_estimates']} unknown"
+        if entry["uncertain_estimates"]:
+            estimated += " (docs disagree: see --json notes)"
+        counts = ", ".join(f"{entry['statuses'][s]} {s}" for s in STATUSES if s in entry["statuses"])
+        totals.add_row(account, entry["kind"], str(entry["jobs"]), counts, estimated,
+                       _amount(entry["charged"]) if entry["charged"] else "-")
+    console.print(totals)
+    for item in plan.stale:
+        console.print(f"[yellow]stale:[/] {item.output} was made for job {item.old_key[:12]}; "
+                      f"job {item.new_key[:12]} will replace it")

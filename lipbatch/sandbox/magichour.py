@@ -1,0 +1,450 @@
+"""Emulator of Magic Hour's lip-sync API (``/v1/files/upload-urls``, ``/v1/lip-sync``, ``/v1/video-projects``).
+
+Contract: ../shared/providers/magichour-lipsync.md. Readings where the docs are silent:
+
+- Auth: ``Authorization: Bearer <key>``; anything else is 401 ``{"message": "Unauthorized"}``. The key
+  is the account (concurrency, credits and project visibility are per key).
+- Uploads: presigned ``PUT`` URLs live on this sandbox under ``/api-assets/<id>/<type>.<ext>`` and take
+  no auth; they are valid for 1 virtual hour (a bad or stale signature is S3's 403 XML). Stored files
+  are deleted 7 virtual days after their PUT; a create naming a missing/expired ``file_path`` is a
+  400 naming the field. Inputs may also be http(s) URLs whose path ends with a supported extension;
+  ones the sandbox cannot reach render a synthetic stand-in (generated picture, tone).
+- Validation: 400 ``{"message": "<field path>: <problem>"}``; the first problem found is reported.
+- Credits: the estimate (``ceil(seconds * min(30, max_fps_limit))`` frames, x2 for ``pro``) is charged
+  at create, else 402 ``{"message": "Payment required"}``. On completion it is settled to
+  ``ceil(seconds * min(input fps, max_fps_limit))`` (input fps 30 when the input is unreachable; an
+  extra charge the account cannot pay is waived); an errored job is refunded to 0.
+- Concurrency: per plan (``config.extra["magichour_plan"]``: free 1 (undocumented, our pick),
+  creator 3 (default), pro 5, business unlimited), or ``config.max_jobs``. Jobs above the cap are
+  accepted and stay ``queued`` until a slot frees (the docs do not say queued vs rejected; queuing
+  is what a web-app queue does). ``draft`` and ``canceled`` never occur; ``generation_mode: pro`` on
+  the free plan is 403.
+- Output: the input video with the audio muxed in, lasting ``end - start`` (clamped to the video's
+  length). Known gap: the picture starts at the video's beginning, not at ``start_seconds``
+  (``Sandbox.render`` has no start offset). ``fps`` reports the billing basis (min(input fps,
+  limit)), not the sandbox's fixed render rate. An input video or audio that cannot be decoded ends
+  the job in ``error`` with ``{"code": "invalid_input", ...}``.
+- Download URLs expire after ``config.download_ttl`` or else 24 virtual hours; every GET returns
+  fresh ones. ``expires_at``/``created_at`` are wall-clock stamps of those virtual instants.
+- DELETE (204) disables the project: ``enabled: false``, no downloads; the render still finishes.
+- Moderation words (``config.moderate``) do not apply: this endpoint takes no text.
+- Webhooks are registered in the dashboard, not through the API, so none are sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from lipbatch.sandbox import render as media
+from lipbatch.sandbox.core import Lifecycle, Sandbox
+
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "video": ("mp4", "m4v", "mov", "webm"),
+    "audio": ("mp3", "wav", "aac", "flac", "webm", "m4a", "weba", "opus", "ogg", "oga", "aiff", "amr"),
+    "image": ("png", "jpg", "jpeg", "heic", "webp", "avif", "jp2", "tiff", "bmp"),
+}
+GENERATION_MODES = ("lite", "standard", "pro")
+PLAN_CONCURRENCY: dict[str, int | None] = {"free": 1, "creator": 3, "pro": 5, "business": None}
+UPLOAD_URL_TTL = 3600.0
+UPLOAD_RETENTION = 7 * 86400.0
+DOWNLOAD_TTL = 86400.0
+ESTIMATE_FPS = 30.0
+_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>'
+
+
+class Invalid(Exception):
+    """A request field is wrong; the message names it."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Upload:
+    path: str
+    url_expires: float
+    data: bytes | None = None
+    stored_at: float | None = None
+
+
+@dataclass
+class _Project:
+    id: str
+    account: str
+    name: str
+    created_at: float
+    start: float
+    end: float
+    mode: str
+    fps_limit: float | None
+    lifecycle: Lifecycle
+    estimate: int
+    actual: int
+    fps: float
+    width: int
+    height: int
+    token: str | None
+    failure: dict[str, str] | None
+    enabled: bool = True
+    settled: bool = False
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, else None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def accepts(sandbox: Sandbox, *credentials: str) -> bool:
+    """Credentials are accepted when non-empty and (no allow-list, or one of them is on it)."""
+    if not all(credentials):
+        return False
+    valid = sandbox.config.valid_tokens
+    return not valid or any(c in valid for c in (*credentials, ":".join(credentials)))
+
+
+async def json_body(request: Request) -> Any:
+    """The decoded JSON body; None when the body is empty or not JSON."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
+async def probe_input(data: bytes | None) -> media.MediaInfo | None:
+    """Probe input bytes off the event loop (None for undecodable bytes)."""
+    return await trio.to_thread.run_sync(media.probe_bytes, data) if data else None
+
+
+class Emulator:
+    """Magic Hour: upload URLs, lip-sync projects, per-plan concurrency, frame credits."""
+
+    name = "magichour"
+    prefixes: tuple[str, ...] = ("/v1/files/", "/v1/lip-sync", "/v1/video-projects", "/api-assets/")
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._secret = os.urandom(16)
+        self.uploads: dict[str, _Upload] = {}
+        self.projects: dict[str, _Project] = {}
+        sandbox.add_input_resolver(self._resolve_url)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/files/upload-urls", self._upload_urls, methods=["POST"]),
+            Route("/api-assets/{asset}/{filename}", self._put_asset, methods=["PUT"]),
+            Route("/v1/lip-sync", self._create, methods=["POST"]),
+            Route("/v1/video-projects/{id}", self._project, methods=["GET", "DELETE"]),
+        ]
+
+    def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Response:
+        return JSONResponse({"message": message}, status_code=status, headers=dict(headers or {}))
+
+    def reset(self) -> None:
+        self.uploads.clear()
+        self.projects.clear()
+
+    # -- uploads --------------------------------------------------------------------------------
+
+    def _sign(self, path: str, expires: float) -> str:
+        return hmac.new(self._secret, f"{path}|{expires:.3f}".encode(), hashlib.sha256).hexdigest()
+
+    async def _upload_urls(self, request: Request) -> Response:
+        if not accepts(self.sandbox, bearer_token(request) or ""):
+            return self.error(401, "Unauthorized")
+        body = await json_body(request)
+        try:
+            items = _upload_items(body)
+        except Invalid as exc:
+            return self.error(exc.status, str(exc))
+        now = self.sandbox.now()
+        expires = now + UPLOAD_URL_TTL
+        base = str(request.base_url).rstrip("/")
+        answer = []
+        for kind, extension in items:
+            path = f"api-assets/{self.sandbox.new_id().replace('-', '')}/{kind}.{extension}"
+            self.uploads[path] = _Upload(path, expires)
+            query = f"X-Amz-Expires={expires:.3f}&X-Amz-Signature={self._sign(path, expires)}"
+            answer.append({"upload_url": f"{base}/{path}?{query}", "expires_at": self.sandbox.iso(expires),
+                           "file_path": path})
+        return JSONResponse({"items": answer})
+
+    async def _put_asset(self, request: Request) -> Response:
+        path = f"api-assets/{request.path_params['asset']}/{request.path_params['filename']}"
+        upload = self.uploads.get(path)
+        try:
+            expires = float(request.query_params.get("X-Amz-Expires", ""))
+        except ValueError:
+            expires = -1.0
+        signature = request.query_params.get("X-Amz-Signature", "")
+        if upload is None or not hmac.compare_digest(self._sign(path, expires), signature):
+            return Response(_S3_ERROR.format("SignatureDoesNotMatch", "The request signature we calculated "
+                                             "does not match the signature you provided."),
+                            status_code=403, media_type="application/xml")
+        if self.sandbox.now() >= upload.url_expires:
+            return Response(_S3_ERROR.format("AccessDenied", "Request has expired"), status_code=403,
+                            media_type="application/xml")
+        upload.data = await request.body()
+        upload.stored_at = self.sandbox.now()
+        return Response(b"", status_code=200, headers={"ETag": f'"{hashlib.md5(upload.data).hexdigest()}"'})
+
+    def _stored(self, path: str) -> bytes | None:
+        upload = self.uploads.get(path)
+        if upload is None or upload.data is None or upload.stored_at is None:
+            return None
+        if self.sandbox.now() >= upload.stored_at + UPLOAD_RETENTION:
+            return None
+        return upload.data
+
+    def _resolve_url(self, url: str) -> bytes | None:
+        path = urlsplit(url).path.lstrip("/")
+        return self._stored(path) if path.startswith("api-assets/") else None
+
+    def _input(self, value: str, field_name: str, kind: str) -> tuple[bool, bytes | None]:
+        """(reachable, bytes) for a file_path or URL input; raises ``Invalid`` for unusable ones."""
+        if value.startswith("api-assets/"):
+            data = self._stored(value)
+            if data is None:
+                raise Invalid(f"{field_name}: file {value} not found (not uploaded, or deleted after 7 days)")
+            return True, data
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise Invalid(f"{field_name}: must be a file_path from /v1/files/upload-urls or an http(s) URL")
+        extension = parts.path.rsplit(".", 1)[-1].lower() if "." in parts.path.rsplit("/", 1)[-1] else ""
+        if extension not in EXTENSIONS[kind]:
+            raise Invalid(f"{field_name}: the URL path must end with one of .{', .'.join(EXTENSIONS[kind])}")
+        data = self.sandbox.fetch_input(value)
+        return data is not None, data
+
+    # -- lip sync -------------------------------------------------------------------------------
+
+    def _capacity(self) -> int | None:
+        if self.sandbox.config.max_jobs is not None:
+            return self.sandbox.config.max_jobs
+        return PLAN_CONCURRENCY.get(self._plan(), 3)
+
+    def _plan(self) -> str:
+        return str(self.sandbox.config.extra.get("magichour_plan", "creator")).lower()
+
+    async def _create(self, request: Request) -> Response:
+        account = bearer_token(request) or ""
+        if not accepts(self.sandbox, account):
+            return self.error(401, "Unauthorized")
+        body = await json_body(request)
+        try:
+            spec = _lip_sync_spec(body)
+            if spec["mode"] == "pro" and self._plan() == "free":
+                raise Invalid("style.generation_mode: pro requires a Creator, Pro or Business plan", 403)
+            assets = spec["assets"]
+            if assets["video_source"] == "file":
+                video_ok, video = self._input(assets["video_file_path"], "assets.video_file_path", "video")
+            else:
+                video_ok, video = False, None
+            audio_ok, audio = self._input(assets["audio_file_path"], "assets.audio_file_path", "audio")
+        except Invalid as exc:
+            return self.error(exc.status, str(exc))
+
+        seconds = spec["end"] - spec["start"]
+        multiplier = 2 if spec["mode"] == "pro" else 1
+        limit = spec["fps_limit"]
+        estimate = math.ceil(seconds * min(ESTIMATE_FPS, limit or ESTIMATE_FPS) - 1e-9) * multiplier
+        if not self.sandbox.charge(self.name, account, estimate):
+            return self.error(402, "Payment required")
+        self.sandbox.record_create(self.name, body)
+
+        failure, in_fps = None, ESTIMATE_FPS
+        video_info = await probe_input(video) if video_ok else None
+        audio_info = await probe_input(audio) if audio_ok else None
+        if video_ok and (video_info is None or not video_info.has_video):
+            failure = {"code": "invalid_input", "message": "The video file could not be decoded"}
+        elif audio_ok and (audio_info is None or not audio_info.has_audio):
+            failure = {"code": "invalid_input", "message": "The audio file could not be decoded"}
+        elif video_info is not None:
+            in_fps = video_info.fps or ESTIMATE_FPS
+            if video_info.duration:
+                if spec["start"] >= video_info.duration:
+                    failure = {"code": "invalid_input", "message": "start_seconds is past the end of the video"}
+                seconds = max(0.1, min(spec["end"], video_info.duration) - spec["start"])
+        fps = min(in_fps, limit or in_fps)
+        token, width, height = None, -1, -1
+        if failure is None:
+            output = await self.sandbox.render(video=video, audio=audio, seconds=seconds)
+            token = self.sandbox.publish(output, filename="output.mp4", provider=self.name)
+            info = await probe_input(output)
+            if info is not None:
+                width, height = info.width or -1, info.height or -1
+
+        now = self.sandbox.now()
+        project = _Project(
+            id="c" + _base36(int(self.sandbox.new_id().replace("-", ""), 16))[:24], account=account,
+            name=spec["name"] or f"Lip Sync - {self.sandbox.iso(now)}", created_at=now,
+            start=spec["start"], end=spec["end"], mode=spec["mode"], fps_limit=limit,
+            lifecycle=self.sandbox.lifecycle(self.name, account, capacity=self._capacity()),
+            estimate=estimate, actual=math.ceil(seconds * fps - 1e-9) * multiplier, fps=fps,
+            width=width, height=height, token=token, failure=failure)
+        self.projects[project.id] = project
+        self.sandbox.call_at(project.lifecycle.finished_at, lambda: self._settle(project))
+        return JSONResponse({"id": project.id, "credits_charged": estimate, "estimated_frame_cost": estimate})
+
+    def _settle(self, project: _Project) -> None:
+        """At completion: refund a failed job, or settle the estimate to the rendered frames."""
+        if project.settled or project.lifecycle.phase() != "finished":
+            return
+        project.settled = True
+        if project.failure is not None:
+            self.sandbox.refund(self.name, project.account, project.estimate)
+        elif project.actual < project.estimate:
+            self.sandbox.refund(self.name, project.account, project.estimate - project.actual)
+        elif project.actual > project.estimate and not self.sandbox.charge(
+                self.name, project.account, project.actual - project.estimate):
+            project.actual = project.estimate
+
+    async def _project(self, request: Request) -> Response:
+        account = bearer_token(request) or ""
+        if not accepts(self.sandbox, account):
+            return self.error(401, "Unauthorized")
+        project = self.projects.get(request.path_params["id"])
+        if project is None or project.account != account:
+            return self.error(404, "Not Found")
+        if request.method == "DELETE":
+            project.enabled = False
+            return Response(status_code=204)
+        self._settle(project)
+        return JSONResponse(self._view(request, project))
+
+    def _view(self, request: Request, project: _Project) -> dict[str, Any]:
+        phase = project.lifecycle.phase()
+        credits = project.estimate
+        status = {"queued": "queued", "running": "rendering"}.get(phase)
+        if status is None:
+            status = "error" if project.failure else "complete"
+            credits = 0 if project.failure else project.actual
+        downloads = []
+        if status == "complete" and project.enabled and project.token:
+            ttl = self.sandbox.config.download_ttl
+            url, expires = self.sandbox.result_url(request, project.token, ttl=DOWNLOAD_TTL if ttl is None else ttl)
+            downloads.append({"url": url, "expires_at": self.sandbox.iso(expires)})
+        return {
+            "id": project.id,
+            "name": project.name,
+            "status": status,
+            "type": "LIP_SYNC",
+            "created_at": self.sandbox.iso(project.created_at),
+            "width": project.width,
+            "height": project.height,
+            "enabled": project.enabled,
+            "start_seconds": project.start,
+            "end_seconds": project.end,
+            "credits_charged": credits,
+            "total_frame_cost": credits,
+            "fps": project.fps,
+            "error": project.failure if status == "error" else None,
+            "downloads": downloads,
+            "download": downloads[0] if downloads else None,
+        }
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
+def _upload_items(body: Any) -> list[tuple[str, str]]:
+    if body is None:
+        raise Invalid("Missing request body")
+    if not isinstance(body, dict):
+        raise Invalid("body: expected an object")
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise Invalid("items: must be a non-empty array")
+    out = []
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise Invalid(f"{where}: expected an object")
+        kind, extension = item.get("type"), item.get("extension")
+        if kind not in EXTENSIONS:
+            raise Invalid(f"{where}.type: must be one of video, audio, image")
+        if not isinstance(extension, str) or not extension:
+            raise Invalid(f"{where}.extension: required")
+        if not re.fullmatch(r"[a-z0-9]+", extension) or extension not in EXTENSIONS[kind]:
+            raise Invalid(f"{where}.extension: {extension!r} is not a supported {kind} extension "
+                          f"(lowercase, no dot: {', '.join(EXTENSIONS[kind])})")
+        out.append((kind, extension))
+    return out
+
+
+def _lip_sync_spec(body: Any) -> dict[str, Any]:
+    """The validated create request; raises ``Invalid`` naming the first bad field."""
+    if body is None:
+        raise Invalid("Missing request body")
+    if not isinstance(body, dict):
+        raise Invalid("body: expected an object")
+    start, end = body.get("start_seconds"), body.get("end_seconds")
+    if not _number(start):
+        raise Invalid("start_seconds: required number")
+    if start < 0:
+        raise Invalid("start_seconds: must be >= 0")
+    if not _number(end):
+        raise Invalid("end_seconds: required number")
+    if end < 0.1:
+        raise Invalid("end_seconds: must be >= 0.1")
+    if end <= start:
+        raise Invalid("end_seconds: must be greater than start_seconds")
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise Invalid("name: must be a string")
+    for dim in ("width", "height"):
+        if body.get(dim) is not None and not isinstance(body[dim], int):
+            raise Invalid(f"{dim}: must be an integer or null")
+    limit = body.get("max_fps_limit")
+    if limit is not None and (not _number(limit) or limit < 1):
+        raise Invalid("max_fps_limit: must be a number >= 1")
+    style = body.get("style") or {}
+    if not isinstance(style, dict):
+        raise Invalid("style: expected an object")
+    mode = style.get("generation_mode", "lite")
+    if mode not in GENERATION_MODES:
+        raise Invalid(f"style.generation_mode: must be one of {', '.join(GENERATION_MODES)}")
+    assets = body.get("assets")
+    if not isinstance(assets, dict):
+        raise Invalid("assets: required object")
+    source = assets.get("video_source")
+    if source not in ("file", "youtube"):
+        raise Invalid("assets.video_source: must be one of file, youtube")
+    needed = "video_file_path" if source == "file" else "youtube_url"
+    value = assets.get(needed)
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"assets.{needed}: required when video_source is {source}")
+    if source == "youtube" and urlsplit(value).scheme not in ("http", "https"):
+        raise Invalid("assets.youtube_url: must be a URL")
+    audio = assets.get("audio_file_path")
+    if not isinstance(audio, str) or not audio:
+        raise Invalid("assets.audio_file_path: required, minLength 1")
+    return {"start": float(start), "end": float(end), "name": name, "mode": mode,
+            "fps_limit": float(limit) if limit is not None else None, "assets": assets}

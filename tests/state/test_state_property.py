@@ -1,0 +1,124 @@
+"""Property: a crash can cut the journal at any byte; replay then equals the complete events before the cut."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lipbatch.state import JobRecord, JobStatus, State, journal_path, lock_path, read_jobs
+
+KEYS = ["job-a", "job-b", "job-c"]
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(JobRecord) if f.default is not dataclasses.MISSING}
+FAR_FUTURE = 4_000_000_000.0
+
+optional_text = st.none() | st.text(max_size=12)
+job_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(list(JobStatus)),
+        "task_id": optional_text,
+        "attempts": st.integers(0, 3),
+        "credits": st.none() | st.floats(allow_nan=False, allow_infinity=False),
+        "result_url": optional_text,
+        "error": optional_text,
+        "error_kind": st.none() | st.sampled_from(["moderation", "permanent", "transient"]),
+        "output_size": st.none() | st.integers(0, 2**40),
+    },
+)
+job_event = st.tuples(st.just("job"), st.sampled_from(KEYS), job_fields, st.integers(1, 4))
+upload_event = st.tuples(
+    st.just("upload"), st.sampled_from(["acct1", "acct2"]), st.sampled_from(["aa", "bb"]),
+    st.text(min_size=1, max_size=8), st.none() | st.just(FAR_FUTURE),
+)
+events = st.lists(st.one_of(job_event, upload_event), max_size=25)
+
+
+def _apply(model: dict, event: tuple) -> None:
+    """The reference semantics, independent of lipbatch.state."""
+    if event[0] == "job":
+        _, key, fields, stamp = event
+        if key not in model["jobs"]:
+            model["jobs"][key] = {**DEFAULTS, "key": key, "account": "acct1", "kind": "runway-lipsync",
+                                  "outputs": [f"out/{key}.mp4"], "status": "submitting"}
+        model["jobs"][key].update({k: str(v) if k == "status" else v for k, v in fields.items()}, updated_at=stamp)
+    else:
+        _, account, sha, handle, expires = event
+        model["uploads"][(account, sha)] = (handle, expires)
+
+
+def _drive(state: State, known: set, event: tuple) -> None:
+    if event[0] == "job":
+        _, key, fields, stamp = event
+        if key not in known:
+            fields = {"account": "acct1", "kind": "runway-lipsync", "outputs": [f"out/{key}.mp4"],
+                      "status": "submitting", **fields}
+            known.add(key)
+        state.update(key, **fields, updated_at=stamp)
+    else:
+        state.record_upload(*event[1:])
+
+
+def _observed(path: Path) -> dict:
+    jobs = {k: {**dataclasses.asdict(r), "status": str(r.status)} for k, r in read_jobs(path).items()}
+    with State.open(path) as state:
+        uploads = {k: (u.handle, u.expires_at) for k, u in state.uploads.items()}
+    return {"jobs": jobs, "uploads": uploads}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    evs=events,
+    compact_every=st.sampled_from([3, 7, 1000]),
+    cut=st.integers(min_value=0),
+    snap=st.sampled_from(["anywhere", "at a line end", "just before a newline"]),
+    extra=st.text(max_size=5),
+)
+def test_replaying_any_prefix_gives_the_state_of_its_complete_events(evs, compact_every, cut, snap, extra) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        live, crashed = Path(tmp, "live", "state.json"), Path(tmp, "crashed", "state.json")
+        crashed.parent.mkdir()
+        # models[i]: the state after the i-th event that changed something (= journal seq i)
+        models, model, known = [{"jobs": {}, "uploads": {}}], {"jobs": {}, "uploads": {}}, set()
+        state = State.open(live, compact_every=compact_every)
+        for event in evs:
+            _drive(state, known, event)
+            before = copy.deepcopy(model)
+            _apply(model, event)
+            if model != before:
+                models.append(copy.deepcopy(model))
+        # the crash: whatever is on disk now, with the journal cut at an arbitrary byte
+        journal = journal_path(live).read_bytes()
+        ends = [i + 1 for i, byte in enumerate(journal) if byte == ord("\n")]
+        if snap == "anywhere" or not ends:
+            prefix = journal[: cut % (len(journal) + 1)]
+        else:
+            end = ends[cut % len(ends)]
+            prefix = journal[: end if snap == "at a line end" else end - 1]
+        snapshot_seq = 0
+        if live.exists():
+            shutil.copy(live, crashed)
+            snapshot_seq = json.loads(live.read_text())["seq"]
+        journal_path(crashed).write_bytes(prefix)
+        os.close(state._fd)  # abandon the live state without compacting
+        state._fd = None
+        lock_path(live).unlink()
+
+        expected = models[snapshot_seq + prefix.count(b"\n")]
+        assert _observed(crashed) == expected
+
+        # the resumed state keeps working: a new event lands after the cut, cleanly
+        with State.open(crashed, compact_every=compact_every) as resumed:
+            resumed.update("job-new", account="acct2", kind="k", outputs=["n.mp4"], status="failed", error=extra)
+            assert read_jobs(crashed)["job-new"].error == extra  # replayed from the journal
+        assert read_jobs(crashed)["job-new"].error == extra  # and from the snapshot
+        after = _observed(crashed)
+        del after["jobs"]["job-new"]
+        assert after == expected
