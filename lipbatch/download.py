@@ -110,14 +110,16 @@ class _Part:
     async def open(self) -> None:
         self._file = await trio.to_thread.run_sync(lambda: open(self.path, "xb", buffering=0))  # noqa: SIM115
 
-    def _write(self, chunk: bytes) -> None:
+    def _write(self, chunk: bytes | bytearray) -> None:
         assert self._file is not None
         view = memoryview(chunk)
         while view:
             view = view[self._file.write(view) :]
         self.hash.update(chunk)
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes | bytearray) -> None:
+        if not chunk:
+            return
         await trio.to_thread.run_sync(self._write, chunk)
         self.size += len(chunk)
 
@@ -181,7 +183,9 @@ async def download(
             try:
                 await trio.to_thread.run_sync(verify_playable, part.path)
             except MediaError as exc:
-                raise CorruptDownloadError(f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})") from exc
+                raise CorruptDownloadError(
+                    f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"
+                ) from exc
 
         def publish() -> None:
             os.replace(part.path, dest)
@@ -210,7 +214,7 @@ async def _transfer(
             failures = 0 if part.size > start else failures + 1
             if failures >= max_attempts or requests >= 4 * max_attempts:
                 raise TransientError(
-                    f"download of {_safe_url(url)} failed after {requests} attempts: {exc or type(exc).__name__}"
+                    f"download of {_safe_url(url)} failed after {requests} attempts: {str(exc) or type(exc).__name__}"
                 ) from exc
             retry_after = exc.retry_after if isinstance(exc, _Retry) else None
             if retry_after is not None:
@@ -223,20 +227,34 @@ async def _transfer(
 async def _attempt(http: httpx.AsyncClient, url: str, part: _Part, progress: _Progress, chunk_size: int) -> None:
     headers = {"Accept-Encoding": "identity"}
     if part.size:
-        pass
+        headers["Range"] = f"bytes={part.size}-"
         if progress.validator:
             headers["If-Range"] = progress.validator
     request = http.build_request("GET", url, headers=headers)
     _strip_credentials(request.headers)
     response = await http.send(request, stream=True, follow_redirects=True, auth=None)
     try:
+        if response.status_code == 416:
+            await _start_over(part, progress)
+            raise _Retry("the server cannot resume from this offset; starting over")
         await _check_status(response, url)
         end = await _start_body(response, part, progress)
-        async for chunk in response.aiter_bytes(chunk_size):
-            if end is not None and part.size + len(chunk) > end:
-                await _start_over(part, progress)
-                raise _Retry("the server sent more bytes than it announced")
-            await part.write(chunk)
+        # Our own buffering (not aiter_bytes(chunk_size)) so bytes received before a reset are kept.
+        pending = bytearray()
+        try:
+            async for piece in response.aiter_bytes():
+                if end is not None and part.size + len(pending) + len(piece) > end:
+                    pending = bytearray()
+                    await _start_over(part, progress)
+                    raise _Retry("the server sent more bytes than it announced")
+                pending += piece
+                if len(pending) >= chunk_size:
+                    await part.write(pending)
+                    pending = bytearray()
+        except httpx.TransportError:
+            await part.write(pending)
+            raise
+        await part.write(pending)
         if end is not None and part.size < end:
             raise _Retry(f"transfer ended at byte {part.size} of {end}")
     finally:
@@ -252,8 +270,6 @@ async def _check_status(response: httpx.Response, url: str) -> None:
         raise ResultExpiredError(
             f"result URL {_safe_url(url)} is expired or gone; poll the task for a fresh one", status=status
         )
-    if status == 416:
-        raise _Retry("the server cannot resume from this offset")
     if status in _RETRYABLE or status >= 500:
         raise _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("retry-after")))
     raise PermanentError(f"download of {_safe_url(url)}: {error_message(response)}", status=status)

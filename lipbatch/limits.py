@@ -30,7 +30,8 @@ class AdaptiveLimiter:
         if cap < 1:
             raise ValueError("cap must be >= 1")
         self.cap = cap
-        self._slots = trio.CapacityLimiter(min(start, cap))
+        self._slots = trio.CapacityLimiter(max(1, min(start, cap)))
+        self._holders: set[object] = set()
         self._busy_seen = False
         self._successes = 0
 
@@ -46,11 +47,25 @@ class AdaptiveLimiter:
     def waiting(self) -> int:
         return self._slots.statistics().tasks_waiting
 
+    def holds(self, owner: object) -> bool:
+        return owner in self._holders
+
     async def acquire(self, owner: object) -> None:
         """Wait for a slot; ``owner`` (a job key) identifies the holder."""
         await self._slots.acquire_on_behalf_of(owner)
+        self._holders.add(owner)
+
+    def try_acquire(self, owner: object) -> bool:
+        """Take a slot now if one is free (tasks resumed from an earlier run)."""
+        try:
+            self._slots.acquire_on_behalf_of_nowait(owner)
+        except trio.WouldBlock:
+            return False
+        self._holders.add(owner)
+        return True
 
     def release(self, owner: object) -> None:
+        self._holders.discard(owner)
         self._slots.release_on_behalf_of(owner)
 
     def on_success(self) -> None:

@@ -281,6 +281,13 @@ def _describe(value: Any) -> str:
     return "a list" if isinstance(value, list) else "a mapping"
 
 
+def _fill(template: str, **values: Any) -> str:
+    """``{name}`` placeholders of a schema errorMessage (other braces are literal text)."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", str(value))
+    return template
+
+
 def _schema_problems(data: Any) -> list[tuple[JsonPath, bool, str]]:
     """(path, point-at-key?, message) for every schema error."""
     found: list[tuple[JsonPath, bool, str]] = []
@@ -291,14 +298,14 @@ def _schema_problems(data: Any) -> list[tuple[JsonPath, bool, str]]:
         template = custom.get(err.validator) if isinstance(custom, dict) else None
         instance = err.instance
         if "propertyNames" in err.schema_path:
-            found.append(((*path, instance), True, template.format(instance=instance) if template
+            found.append(((*path, instance), True, _fill(template, instance=instance) if template
                           else f"'{instance}' is not a valid name"))
             continue
         if err.validator == "additionalProperties":
             allowed = list(sub.get("properties", {}))
             for extra in [k for k in instance if k not in sub.get("properties", {})]:
                 if template:
-                    msg = template.format(key=extra)
+                    msg = _fill(template, key=extra)
                 else:
                     msg = f"unknown key '{extra}'" + (
                         did_you_mean(extra, allowed) or f"; expected one of: {', '.join(allowed)}")
@@ -306,7 +313,7 @@ def _schema_problems(data: Any) -> list[tuple[JsonPath, bool, str]]:
             continue
         at_key = err.validator not in _SCALAR_VALIDATORS or isinstance(instance, dict | list)
         if template:
-            msg = template.format(instance=instance, limit=err.validator_value)
+            msg = _fill(template, instance=instance, limit=err.validator_value)
         elif err.validator == "required":
             match = re.match(r"^'(.+)' is a required property$", err.message)
             msg = f"missing required key '{match.group(1)}'" if match else err.message
@@ -395,6 +402,15 @@ class _Cell:
         return ", ".join(parts)
 
 
+def _similar_file(file: Path) -> str:
+    """Did-you-mean for a missing file: same-stem siblings first (de.mp3 -> de.wav), then any name."""
+    siblings = sorted(p.name for p in file.parent.iterdir()) if file.parent.is_dir() else []
+    stems = difflib.get_close_matches(file.stem, [Path(n).stem for n in siblings], n=1, cutoff=0.6)
+    if stems:
+        return f" (did you mean '{next(n for n in siblings if Path(n).stem == stems[0])}'?)"
+    return did_you_mean(file.name, siblings)
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -447,8 +463,17 @@ class _Checker:
         n = len(path)
         return any(p[:n] == path for p in self.broken_paths)
 
-    def ref(self, path: JsonPath, name: str, table: Mapping[str, Any], what: str) -> bool:
-        """True when ``name`` names a usable entry of ``table``; reports undefined names."""
+    def ref(self, path: JsonPath, name: str, section: str, what: str) -> bool:
+        """True when ``name`` names an entry of ``section``; reports undefined names.
+
+        A required section that is missing, or a section of the wrong type, already has its
+        schema problem: references into it are not reported again.
+        """
+        table = self.data.get(section)
+        if not isinstance(table, dict):
+            if section in self.data or section in ("providers", "clips"):
+                return False
+            table = {}
         if name not in table:
             hint = did_you_mean(name, table) or (f"; defined: {', '.join(sorted(table))}" if table else "")
             self.add(path, f"unknown {what} '{name}'{hint}")
@@ -493,13 +518,13 @@ class _Checker:
             if not isinstance(script, dict):
                 continue
             if isinstance(script.get("voice"), str):
-                self.ref(("scripts", sname, "voice"), script["voice"], self.voices, "voice")
+                self.ref(("scripts", sname, "voice"), script["voice"], "voices", "voice")
             for lang, line in _mapping(script.get("lines")).items():
                 lpath = ("scripts", sname, "lines", lang)
                 if not isinstance(line, dict) or self.broken(lpath):
                     continue
                 if isinstance(line.get("voice"), str):
-                    self.ref((*lpath, "voice"), line["voice"], self.voices, "voice")
+                    self.ref((*lpath, "voice"), line["voice"], "voices", "voice")
                 if isinstance(line.get("audio"), str):
                     self.media((*lpath, "audio"), line["audio"], "audio")
 
@@ -539,8 +564,7 @@ class _Checker:
     def _local_media(self, path: JsonPath, ref: str, role: str) -> tuple[InputRef | None, Any]:
         file = self.base / ref
         if not file.is_file():
-            siblings = [p.name for p in file.parent.iterdir()] if file.parent.is_dir() else []
-            hint = did_you_mean(file.name, siblings)
+            hint = _similar_file(file)
             what = "is a folder, not a file" if file.exists() else "not found"
             self.add(path, f"{role} file '{ref}' {what}{hint} (looked at {file})")
             return None, None
@@ -550,7 +574,7 @@ class _Checker:
             hint = f": use {better}: for it" if better and better != "audio" else ""
             if role == "audio":
                 hint = ": give speech as an audio file (wav, mp3, m4a, ...)"
-            self.add(path, f"'{ref}' is {mime}, not {'an' if role == 'image' else 'a'} {role} file{hint}")
+            self.add(path, f"'{ref}' is {mime}, not {'a' if role == 'video' else 'an'} {role} file{hint}")
             return None, None
         try:
             sha, size = self.cache.sha256(file)
@@ -650,7 +674,7 @@ class _Checker:
 
     def check_size(self, path: JsonPath, ref: InputRef, account: str) -> bool:
         if ref.size is not None and ref.size > PIXVERSE_DATA_URI_LIMIT:
-            self.add(path, f"'{ref.path}' is {ref.size / 2**20:.1f} MiB: PixVerse (AI/ML API) gets local files as "
+            self.add(path, f"'{ref.path.name if ref.path else ref.url}' is {ref.size / 2**20:.1f} MiB: PixVerse (AI/ML API) gets local files as "
                            f"inline data URIs, capped at {PIXVERSE_DATA_URI_LIMIT // 2**20} MiB per file; host it "
                            f"and give an https URL (account '{account}')", once=("size", ref.path))
             return False
@@ -671,13 +695,13 @@ class _Checker:
             jpath: JsonPath = ("jobs", i)
             if self.broken(jpath) or not isinstance(job, dict):
                 continue
-            if not self.ref((*jpath, "provider"), job["provider"], self.providers, "provider account"):
+            if not self.ref((*jpath, "provider"), job["provider"], "providers", "provider account"):
                 continue
             account = self.accounts.get(job["provider"])
             if account is None:
                 continue
             clip_names = [(j, c) for j, c in _strings(job.get("clips"))
-                          if self.ref((*jpath, "clips", j), c, self.clips, "clip")]
+                          if self.ref((*jpath, "clips", j), c, "clips", "clip")]
             clip_names = [(j, c) for j, c in clip_names if not self.broken(("clips", c))]
             template_ok = self.check_template(jpath, job["output"], account.kind)
             if account.kind == "runway-act-two-voice":
@@ -701,7 +725,7 @@ class _Checker:
     def expand_act_two(self, i: int, jpath: JsonPath, job: dict, account: Account,
                        clip_names: list[tuple[int, str]]) -> list[_Cell]:
         voices = [(k, v) for k, v in _strings(job.get("voices"))
-                  if self.ref((*jpath, "voices", k), v, self.voices, "voice")]
+                  if self.ref((*jpath, "voices", k), v, "voices", "voice")]
         if "scripts" in job:
             self.add((*jpath, "scripts"), "runway-act-two-voice swaps the voice of a video and takes no scripts: "
                                           "list voices: instead")
@@ -759,7 +783,7 @@ class _Checker:
                      f"list scripts: and set each script's (or line's) voice")
             return []
         scripts = [s for k, s in _strings(job.get("scripts"))
-                   if self.ref((*jpath, "scripts", k), s, self.scripts, "script")
+                   if self.ref((*jpath, "scripts", k), s, "scripts", "script")
                    and not self.broken(("scripts", s))]
         lines = []
         for sname, lang in self.line_langs(jpath, job, scripts):

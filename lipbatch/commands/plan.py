@@ -30,5 +30,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.as_json(), indent=2, ensure_ascii=False))
     else:
-        render(plan, Console(soft_wrap=False))
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 160))  # piped: don't squeeze the table to 80 columns
+        render(plan, console)
     return EXIT_OK

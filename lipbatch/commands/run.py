@@ -1,17 +1,106 @@
-"""`lipbatch run` (placeholder until implemented)."""
+"""`lipbatch run MANIFEST`: run every job to a verified output; safe to interrupt and rerun.
+
+``--sandbox`` serves the emulators in this process on a free loopback port and
+points every account at it (no keys needed); ``--sandbox-url`` points every
+account at a ``lipbatch sandbox`` already running. In both, missing credential
+variables get dummy values and requests are not paced. Ctrl-C (or SIGTERM)
+once: no new submissions, state recorded, exit 130; twice: stop at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
+import sys
+
+import httpx
+import trio
 
 from lipbatch.errors import UsageError
+from lipbatch.manifest import load_project
+from lipbatch.progress import open_sink
+from lipbatch.runner import RunOptions, point_at_sandbox, run_project
+from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 
-HELP = "run (not implemented yet)"
+HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs="*")
+    parser.add_argument("manifest", help="the manifest YAML file")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--sandbox", action="store_true",
+                        help="run against the built-in emulators on loopback (no credits, no keys)")
+    target.add_argument("--sandbox-url", metavar="URL", help="run against a running `lipbatch sandbox` at URL")
+    parser.add_argument("--jobs", type=_positive_int, metavar="N",
+                        help="at most N jobs in flight across all accounts (default: per-account caps only)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="resubmit jobs that failed before (never moderation failures)")
+    parser.add_argument("--resubmit-unknown", action="store_true",
+                        help="resubmit jobs whose create request's outcome is unknown (may pay twice)")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop submitting after the first failure (default: keep going)")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+
+
+def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0) -> RunOptions:
+    sandboxed = bool(args.sandbox or args.sandbox_url)
+    options = RunOptions(retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
+                         fail_fast=args.fail_fast, max_jobs=args.jobs)
+    if sandboxed:
+        options = dataclasses.replace(options, sandbox=True, time_scale=time_scale, poll_min=1.0,
+                                      request_rate=None)
+    return options
+
+
+async def sandbox_time_scale(url: str) -> float:
+    """The running sandbox's time scale, so the runner's waits follow its clock (1.0 if unreadable)."""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(url.rstrip("/") + CONTROL_PREFIX + "/config")
+        return float(response.json()["time_scale"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--sandbox-url {url}: no lipbatch sandbox answers there ({exc})") from exc
+
+
+async def _watch_signals(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+
+async def _run(args: argparse.Namespace) -> int:
+    project = load_project(args.manifest)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, stop)
+        time_scale = 1.0
+        if args.sandbox:
+            from lipbatch.sandbox.app import build_app
+            from lipbatch.sandbox.server import serve
+
+            config = SandboxConfig()
+            url = await nursery.start(lambda task_status: serve(build_app(config), task_status=task_status))
+            time_scale = config.time_scale
+            project = point_at_sandbox(project, url)
+        elif args.sandbox_url:
+            time_scale = await sandbox_time_scale(args.sandbox_url)
+            project = point_at_sandbox(project, args.sandbox_url)
+        with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
+            summary = await run_project(project, options_from_args(args, time_scale=time_scale),
+                                        sink=sink, stop=stop)
+        nursery.cancel_scope.cancel()
+    return summary.exit_code
 
 
 def main(args: argparse.Namespace) -> int:
-    raise UsageError("run is not implemented yet")
+    return trio.run(_run, args)

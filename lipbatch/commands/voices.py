@@ -6,10 +6,10 @@ row per accent (the accent id is the manifest's Creatify voice id), and
 PixVerse's fixed, documented speaker list (no network, no credentials).
 
 PROVIDER is an account name from ``--manifest`` (its kind, base_url and
-credential variable names are used) or simply a kind (when no account has that
-name), which uses the kind's default host and credential variables: voices are usually looked up while the
-manifest is still being written, so only its ``providers:`` entry is read and
-the rest of the manifest need not be valid yet.
+credential variable names are used) or simply a kind (when no account has
+that name: the kind's default host and credential variables). Voices are
+looked up while the manifest is still being written, so only its
+``providers:`` entry is read; the rest need not be valid yet.
 
 ``--sandbox`` answers from an in-process sandbox (no server, any credentials);
 ``--sandbox-url`` talks to a running ``lipbatch sandbox`` (as ``lipbatch run``).
@@ -19,8 +19,8 @@ Also the shared plumbing of ``lipbatch avatars``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -31,16 +31,16 @@ import httpx
 import trio
 import yaml
 
-from lipbatch.errors import EXIT_OK, MissingCredentialError, UsageError
+from lipbatch.errors import EXIT_OK, UsageError
 from lipbatch.model import KINDS, Account
 from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, SANDBOX_PREFIXES, client_class, useapi
 from lipbatch.providers.aimlapi_pixverse import PIXVERSE_SPEAKERS
 from lipbatch.providers.base import request_json
+from lipbatch.runner import resolve_secrets
 
 HELP = "list the voice ids a provider account offers (for the manifest's voices section)"
 
 SANDBOX_HOST = "http://sandbox.invalid"
-SANDBOX_SECRET = "sandbox"
 Row = dict[str, Any]
 
 
@@ -91,17 +91,6 @@ def _manifest_account(provider: str, manifest: Path) -> dict[str, Any] | None:
     raise UsageError(f"{manifest} has no provider account {provider!r} (accounts: {names})")
 
 
-def resolve_secrets(account: Account, *, sandbox: bool) -> dict[str, str]:
-    """Credential values from the environment; the sandbox accepts a placeholder for unset ones."""
-    secrets: dict[str, str] = {}
-    for role, variable in account.credentials.items():
-        value = os.environ.get(variable)
-        if not value and not sandbox:
-            raise MissingCredentialError(f"account {account.name!r} needs ${variable} ({role}) set")
-        secrets[role] = value or SANDBOX_SECRET
-    return secrets
-
-
 @asynccontextmanager
 async def open_catalog(args: argparse.Namespace, account: Account) -> AsyncIterator[tuple[Account, httpx.AsyncClient]]:
     """The account (re-pointed at a sandbox when asked) and an HTTP client to reach it."""
@@ -111,23 +100,19 @@ async def open_catalog(args: argparse.Namespace, account: Account) -> AsyncItera
         from lipbatch.sandbox.core import SandboxConfig
 
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=build_app(SandboxConfig()))
-        account = _rebase(account, SANDBOX_HOST + prefix)
+        account = dataclasses.replace(account, base_url=SANDBOX_HOST + prefix)
     else:
         transport = httpx.AsyncHTTPTransport(retries=2)
         if args.sandbox_url:
-            account = _rebase(account, args.sandbox_url.rstrip("/") + prefix)
+            account = dataclasses.replace(account, base_url=args.sandbox_url.rstrip("/") + prefix)
     async with httpx.AsyncClient(transport=transport, timeout=30, follow_redirects=True) as http:
         yield account, http
-
-
-def _rebase(account: Account, base_url: str) -> Account:
-    return Account(account.name, account.kind, base_url, account.credentials, account.concurrency, account.options)
 
 
 def run_catalog(args: argparse.Namespace, account: Account,
                 fetch: Callable[[Any], Awaitable[list[Row]]]) -> list[Row]:
     """Build the account's client (sandboxed if asked) and run ``fetch(client)`` under trio."""
-    secrets = resolve_secrets(account, sandbox=bool(args.sandbox or args.sandbox_url))
+    secrets = resolve_secrets({account.name: account}, sandbox=bool(args.sandbox or args.sandbox_url))[account.name]
 
     async def go() -> list[Row]:
         async with open_catalog(args, account) as (rebased, http):

@@ -16,19 +16,18 @@ Readings chosen where the docs are ambiguous or silent:
   and goes into the ``generation_id`` query parameter, URL-encoded by httpx.
 - Error bodies are parsed defensively: ``{name, message}`` (schema),
   ``{detail: [{loc, msg, ...}]}`` (other AIML video models), the generic
-  ``{message, path, requestId, statusCode, timestamp}``, or a bare string.
+  ``{message, path, requestId, statusCode, timestamp}`` (its details in
+  ``detail``/``details``/``errors`` lists are appended), or a bare string.
 - Classification heuristics on the provider's text (``classify_text``, shared
   with Creatify; ``_TRANSIENT``): a 403 (or failure) saying the account ran out
   of credits / must top up / has not enough credits -> ``OutOfCreditsError``;
   words of content moderation ("moderat...", "nsfw", "sensitive",
   "inappropriate", "offensive", "content polic...", "violat...", "prohibited",
-  "unsafe") -> ``ModerationError``;
-  a failed generation blaming the server ("timeout", "internal server error",
-  "under maintenance", "try again") -> ``TransientError`` (failed generations
-  are never charged, so a retry cannot pay twice); other failures are permanent.
+  "unsafe") -> ``ModerationError``; other failures are permanent (failed
+  generations are never charged, so ``--retry-failed`` may safely resubmit).
 - ``credits`` is ``meta.usage.credits_used`` as reported (AI/ML API credits,
   2,000,000 = 1 USD); on create it is an estimate, billing happens on completion.
-- The data-URI limit (``DATA_URI_LIMIT_BYTES``, 20 MB of file bytes, before the
+- The data-URI limit (``DATA_URI_LIMIT_BYTES``, 20 MiB of file bytes, before the
   base64 growth of a third) is ours: AI/ML API documents none.
 - No list endpoint is documented, so a task cannot be found again by
   reference (``can_reconcile = False``).
@@ -94,7 +93,6 @@ _OUT_OF_CREDITS = re.compile(
     r"|credits? exhausted",
     re.IGNORECASE,
 )
-_TRANSIENT = re.compile(r"timeout|timed out|internal server error|maintenance|try again", re.IGNORECASE)
 
 
 def describe_error(error: Any) -> str:
@@ -112,7 +110,7 @@ def describe_error(error: Any) -> str:
             if text and text not in parts:
                 parts.append(text)
         message = "; ".join(parts)
-        loc, name = error.get("loc"), error.get("name")
+        loc, name = error.get("loc", error.get("path")), error.get("name")
         if message and isinstance(loc, list) and loc:
             message = f"{'.'.join(map(str, loc))}: {message}"
         if name and str(name) not in message:
@@ -145,9 +143,7 @@ def classify(response: httpx.Response) -> ProviderError:
 
 
 def _failure(error: Any, raw_status: str) -> ProviderError:
-    message = describe_error(error) or f"generation {raw_status}"
-    default = TransientError if _TRANSIENT.search(message) else PermanentError
-    return classify_text(message, None, default)
+    return classify_text(describe_error(error) or f"generation {raw_status}", None, PermanentError)
 
 
 def _video_url(video: Any) -> str | None:
@@ -165,7 +161,7 @@ def _credits(body: Mapping[str, Any]) -> float | None:
     meta = body.get("meta")
     usage = meta.get("usage") if isinstance(meta, Mapping) else None
     value = usage.get("credits_used") if isinstance(usage, Mapping) else None
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _unknown_seen: set[str] = set()
@@ -199,8 +195,8 @@ def _read_data_uri(path: Path, media_type: str, sha256: str | None) -> str:
     size = path.stat().st_size
     if size > DATA_URI_LIMIT_BYTES:
         raise PermanentError(
-            f"{path.name} is {size / 1e6:.1f} MB; PixVerse inputs are sent inline as data URIs, limited to "
-            f"{DATA_URI_LIMIT_BYTES // (1024 * 1024)} MB per file: host it and use an https URL"
+            f"{path.name} is {size / 2**20:.1f} MiB; PixVerse inputs are sent inline as data URIs, limited to "
+            f"{DATA_URI_LIMIT_BYTES // 2**20} MiB per file: host it and use an https URL"
         )
     data = path.read_bytes()
     if sha256 and hashlib.sha256(data).hexdigest() != sha256:

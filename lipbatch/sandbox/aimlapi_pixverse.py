@@ -24,7 +24,8 @@ Contract: ../shared/providers/aimlapi-pixverse-lipsync.md. Readings where the do
   ``/v2/billing`` answers ``{"current_balance": USD, "currency": "USD"}``; with unlimited credits the
   balance starts at 1,000,000 USD.
 - ``video.url`` is a sandbox CDN URL whose last path segment carries percent-encoded slashes like the
-  docs' CDN URL (``pixverse%2Fmp4%2Fmedia%2Fweb%2Fori%2F<name>.mp4``): clients must use it verbatim.
+  docs' CDN URL (``pixverse%2Fmp4%2Fmedia%2Fweb%2Fori%2F<name>.mp4``): clients must use it verbatim
+  (not enforced: the sandbox's file route serves by token and ignores the file name).
   It expires after ``config.download_ttl`` (never by default); every poll returns a fresh one.
 - Output: the input video with the input audio (or a tone following the TTS text's length), lasting
   as long as the audio.

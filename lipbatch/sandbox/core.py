@@ -43,7 +43,7 @@ import random
 import re
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,12 +56,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from lipbatch.sandbox.render import render_mp4
+
 log = logging.getLogger("lipbatch.sandbox")
 
 FILES_PREFIX = "/cdn"
 CONTROL_PREFIX = "/_sandbox"
 SYNTHETIC_FETCH_LIMIT = 64 * 1024 * 1024  # fetch_input refuses to materialise bigger synthetic files
 _SYNTHETIC_BLOCK = 65536
+RENDER_CACHE_SIZE = 64
 
 
 @dataclass
@@ -274,7 +277,8 @@ class Sandbox:
         self._v0 = 0.0
         self._scale = self.config.time_scale
         self._generation = 0
-        self._render_cache: dict[str, bytes] = {}
+        self._clock_moved = trio.Event()  # set (and replaced) whenever the clock jumps or changes pace
+        self._render_cache: OrderedDict[str, bytes] = OrderedDict()  # bounded: results are published anyway
         self._render_inflight: dict[str, trio.Event] = {}
         self._resolvers: list[Callable[[str], bytes | None]] = []
         self._clear()
@@ -318,6 +322,7 @@ class Sandbox:
     def configure(self, changes: Mapping[str, Any]) -> SandboxConfig:
         apply_config(self.config, changes)
         self.now()  # rebase the clock at once if time_scale changed
+        self._wake_sleepers()
         return self.config
 
     def stats(self) -> dict[str, Any]:
@@ -403,6 +408,11 @@ class Sandbox:
         """Jump the virtual clock forward (tests: expire URLs, finish jobs, without waiting)."""
         self.now()
         self._v0 += max(0.0, seconds)
+        self._wake_sleepers()
+
+    def _wake_sleepers(self) -> None:
+        self._clock_moved.set()
+        self._clock_moved = trio.Event()
 
     def epoch(self, virtual: float | None = None) -> float:
         """Unix time at which virtual instant ``virtual`` (default: now) happens at the current scale."""
@@ -417,7 +427,8 @@ class Sandbox:
     async def sleep_until(self, when: float) -> None:
         """Sleep until virtual time ``when`` (re-checking, so time_scale changes apply)."""
         while (remaining := when - self.now()) > 0:
-            await trio.sleep(min(remaining * self.config.time_scale, 0.5))
+            with trio.move_on_after(min(remaining * self.config.time_scale, 0.5)):
+                await self._clock_moved.wait()
 
     # -- lifecycles and capacity --------------------------------------------------------------
 
@@ -499,10 +510,8 @@ class Sandbox:
         ``seconds``, when given, sets the duration outright (e.g. a trim window). Results are
         cached by content, and concurrent renders of the same inputs run once.
         """
-        from lipbatch.sandbox import render as _render
-
         digest = hashlib.sha256()
-        for part in (video, image, audio, (tts_text or "").encode(), repr(seconds).encode()):
+        for part in (video, image, audio, repr(tts_text).encode(), repr(seconds).encode()):
             digest.update(hashlib.sha256(part or b"").digest())
         key = digest.hexdigest()
         while key not in self._render_cache:
@@ -511,12 +520,17 @@ class Sandbox:
                 continue
             done = self._render_inflight[key] = trio.Event()
             try:
-                self._render_cache[key] = await trio.to_thread.run_sync(
-                    lambda: _render.render_mp4(video=video, image=image, audio=audio,
-                                               tts_text=tts_text, seconds=seconds))
+                result = await trio.to_thread.run_sync(
+                    lambda: render_mp4(video=video, image=image, audio=audio,
+                                       tts_text=tts_text, seconds=seconds))
+                self._render_cache[key] = result
+                while len(self._render_cache) > RENDER_CACHE_SIZE:
+                    self._render_cache.popitem(last=False)
+                return result
             finally:
                 del self._render_inflight[key]
                 done.set()
+        self._render_cache.move_to_end(key)
         return self._render_cache[key]
 
     # -- published files ----------------------------------------------------------------------

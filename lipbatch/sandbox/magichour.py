@@ -114,11 +114,12 @@ def bearer_token(request: Request) -> str | None:
 
 
 def accepts(sandbox: Sandbox, *credentials: str) -> bool:
-    """Credentials are accepted when non-empty and (no allow-list, or one of them is on it)."""
+    """Credentials are accepted when non-empty and (no allow-list, or the secret, i.e. the last
+    credential, or all of them joined by ``:`` is on it)."""
     if not all(credentials):
         return False
     valid = sandbox.config.valid_tokens
-    return not valid or any(c in valid for c in (*credentials, ":".join(credentials)))
+    return not valid or credentials[-1] in valid or ":".join(credentials) in valid
 
 
 async def json_body(request: Request) -> Any:

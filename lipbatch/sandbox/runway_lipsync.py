@@ -91,7 +91,7 @@ async def create(emu: Emulator, request: Request) -> Response:
                             output_seconds=seconds, moderated=moderated, progress_as_string=False)
     if isinstance(task, Response):
         return task
-    view = await emu.task_view(task, request)
+    view = await emu.task_view(task, request, initial=True)
     view["features"] = emu.features(task.account)
     view["code"] = 200
     view.setdefault("replyUrl", None)

@@ -464,22 +464,26 @@ class Emulator:
         if task.artifact is None:
             data = await self.sandbox.render(**task.render_inputs)
             if task.artifact is None:
-                task.artifact = await self.store_asset(task.account, f"{task.name}.mp4", "video", "mp4", data,
+                filename = task.name if task.name.lower().endswith(".mp4") else f"{task.name}.mp4"
+                task.artifact = await self.store_asset(task.account, filename, "video", "mp4", data,
                                                        "video/mp4", task_id=task.task_id)
         return task.artifact
 
-    async def task_view(self, task: Task, base: Request | str) -> dict[str, Any]:
-        """The task object as ``GET /tasks/{taskId}`` shows it now (fresh artifact URLs)."""
+    async def task_view(self, task: Task, base: Request | str, *, initial: bool = False) -> dict[str, Any]:
+        """The task object as ``GET /tasks/{taskId}`` shows it now (fresh artifact URLs).
+
+        ``initial``: as the create response shows it, PENDING, whatever time has passed since.
+        """
         lc = task.lifecycle
-        status = self.status(task)
-        now = self.sandbox.now()
+        status = "PENDING" if initial else self.status(task)
+        now = lc.created_at if initial else self.sandbox.now()
         updated = max(t for t in (lc.created_at, lc.ready_at, lc.started_at, lc.finished_at) if t <= now)
         error = None
         artifacts: list[dict[str, Any]] = []
         eta: float | None = 0
         ratio = self._ratio(task, None)
         if status in ("PENDING", "THROTTLED"):
-            eta = round(lc.eta() * self.sandbox.config.time_scale, 1)
+            eta = round(max(0.0, lc.started_at - now) * self.sandbox.config.time_scale, 1)
         elif status == "RUNNING":
             ratio = self._ratio(task, lc.progress())
         elif status == "FAILED":

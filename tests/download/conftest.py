@@ -9,7 +9,8 @@ what each attempt sees:
 * ``"stall:N"`` - N bytes, then nothing (until the client gives up or is cancelled)
 * ``"short:N"`` - a lying server: Content-Length N and the first N bytes (truncation nobody can see)
 * ``"junk"`` - as many random bytes as the file has
-* ``"badrange"`` - a 206 that starts 10 bytes before what was asked
+* ``"badrange:D"`` - a 206 that starts D bytes after (or before, D < 0) what was asked
+* ``"unsatisfiable"`` - 416 for a ``Range`` request
 * ``"chunked"`` - the body without Content-Length
 * an integer - that HTTP status, with a body saying "Request has expired" for 400/403
 """
@@ -64,6 +65,7 @@ class Origin:
     requests: list[dict[str, str]] = field(default_factory=list)  # headers of every request, in order
     stalled: trio.Event = field(default_factory=trio.Event)
     url: str = ""
+    next_version: tuple[bytes, str] | None = None  # (body, etag) the file changes to after the first request
 
     def range_starts(self) -> list[int | None]:
         """The byte offset each request asked to resume from (None: the whole file)."""
@@ -74,8 +76,12 @@ class Origin:
         return starts
 
     async def endpoint(self, request: Request) -> Response:
+        if self.requests and self.next_version:
+            (self.body, self.etag), self.next_version = self.next_version, None
         self.requests.append(dict(request.headers))
         fault = self.faults.pop(0) if self.faults else "ok"
+        if fault == "unsatisfiable":
+            return Response(status_code=416, headers={"content-range": f"bytes */{len(self.body)}"})
         if isinstance(fault, int):
             text = "Request has expired" if fault in (400, 403) else "nope"
             return Response(text, status_code=fault, headers={"retry-after": "0"})
@@ -85,7 +91,7 @@ class Origin:
         status = 200
         headers = {"etag": self.etag, "content-type": "video/mp4", "accept-ranges": "bytes" if self.ranges else "none"}
         if match and self.ranges and kind != "junk":
-            start = int(match[1]) - (10 if kind == "badrange" else 0)
+            start = int(match[1]) + (int(arg) if kind == "badrange" else 0)
             status = 206
             headers["content-range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
         if kind == "junk":

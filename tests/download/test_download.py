@@ -19,7 +19,8 @@ pytestmark = pytest.mark.anyio
 async def http() -> httpx.AsyncClient:
     # the shared client carries provider credentials; none of them may reach a result URL
     headers = {"Authorization": "Bearer sk-secret", "X-API-KEY": "k-secret", "X-API-ID": "id-secret"}
-    async with httpx.AsyncClient(headers=headers, cookies={"session": "c-secret"}, timeout=10) as client:
+    cookies = {"session": "c-secret"}
+    async with httpx.AsyncClient(headers=headers, cookies=cookies, auth=("user", "pw-secret"), timeout=10) as client:
         yield client
 
 
@@ -72,12 +73,23 @@ async def test_without_range_support_it_starts_over(http, origin, tmp_path: Path
     assert len(origin.requests) == 2  # asked for a range, got the whole file, used it
 
 
-async def test_a_resume_from_the_wrong_offset_starts_over(http, origin, tmp_path: Path) -> None:
-    origin.faults = ["drop:10000", "badrange"]
+@pytest.mark.parametrize("answer", ["badrange:10", "badrange:-10", "unsatisfiable"])
+async def test_a_resume_from_the_wrong_offset_starts_over(http, origin, tmp_path: Path, answer: str) -> None:
+    origin.faults = ["drop:10000", answer]
     result = await _get(http, origin, tmp_path)
     assert result.sha256 == hashlib.sha256(origin.body).hexdigest()
     starts = origin.range_starts()
     assert len(starts) == 3 and starts[0] is None and starts[1] > 0 and starts[2] is None
+
+
+async def test_a_file_that_changed_between_attempts_is_fetched_whole(http, origin, tmp_path: Path) -> None:
+    origin.body = b"A" * 30000
+    origin.next_version = (b"B" * 30000, '"v2"')  # and the origin ignores If-Range
+    origin.faults = ["drop:10000"]
+    result = await _get(http, origin, tmp_path, verify=False)
+    assert (tmp_path / "out" / "clip.mp4").read_bytes() == b"B" * 30000
+    assert result.sha256 == hashlib.sha256(b"B" * 30000).hexdigest()
+    assert origin.range_starts()[2] is None
 
 
 async def test_body_without_length_is_accepted_when_playable(http, origin, tmp_path: Path) -> None:
@@ -157,3 +169,20 @@ async def test_cancelled_download_leaves_no_temp_file(http, origin, tmp_path: Pa
         nursery.cancel_scope.cancel()
     assert _leftovers(tmp_path / "out") == []
     assert not (tmp_path / "out" / "clip.mp4").exists()
+
+
+async def test_failure_after_the_last_byte_needs_no_second_request(mp4_bytes: bytes, tmp_path: Path) -> None:
+    requests = []
+
+    async def body_then_reset():
+        yield mp4_bytes
+        raise httpx.ReadError("connection reset after the last byte")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, headers={"content-length": str(len(mp4_bytes))}, content=body_then_reset())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        result = await download(client, "http://cdn.invalid/v.mp4", tmp_path / "v.mp4", retry_delay=0)
+    assert result.sha256 == hashlib.sha256(mp4_bytes).hexdigest()
+    assert len(requests) == 1

@@ -95,15 +95,27 @@ def make_wav(path: Path, seconds: float, *, rate: int = 16000, pitch: float = 18
     return path
 
 
-def make_png(path: Path, *, width: int = 160, height: int = 120) -> Path:
+def make_png(path: Path, *, width: int = 160, height: int = 120, skin: tuple[int, int, int] = _SKIN) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="image2") as container:
         stream = container.add_stream("png", rate=1)
         stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
         frame = av.VideoFrame(width, height, "rgb24")
-        frame.planes[0].update(face_rgb(width, height))
+        frame.planes[0].update(face_rgb(width, height, skin=skin))
         for packet in stream.encode(frame):
             container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def make_big_wav(path: Path, size: int) -> Path:
+    """A valid (silent) wav of ``size`` bytes, written sparsely: for size-limit checks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = size - 44
+    header = (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " +
+              struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", data))
+    with open(path, "wb") as out:
+        out.write(header)
+        out.truncate(size)
     return path

@@ -63,3 +63,21 @@ class Recorder:
 def answer(status: int = 200, body: Any = None, headers: Mapping[str, str] | None = None) -> Callable:
     """A handler giving the same JSON answer to every request."""
     return lambda request: httpx.Response(status, json=body, headers=dict(headers or {}))
+
+
+SANDBOX_URL = "http://127.0.0.1:8765"
+POLL_LIMIT = 200  # polls before a test gives up (a count, not a clock)
+
+
+async def until_terminal(client: Any, task_id: str, advance: Callable[[float], None]) -> Any:
+    """Poll a task, jumping the sandbox's virtual clock between polls, until it ends."""
+    from lipbatch.providers.base import Phase
+
+    seen = []
+    for _ in range(POLL_LIMIT):
+        state = await client.poll(task_id)
+        seen.append(state.phase)
+        if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            return state, seen
+        advance(1.0)
+    raise AssertionError(f"task {task_id} never ended: {seen[-5:]}")

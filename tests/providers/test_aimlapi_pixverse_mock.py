@@ -90,7 +90,7 @@ async def test_oversize_local_file_names_the_limit(tmp_path: Path) -> None:
         handle.truncate(DATA_URI_LIMIT_BYTES + 1)
     ref = local_ref(tmp_path / "big.mp4", "video", "video/mp4")
     recorder = Recorder(answer(200, CREATED))
-    with pytest.raises(PermanentError, match=r"limited to 20 MB"):
+    with pytest.raises(PermanentError, match=r"limited to 20 MiB"):
         await client(recorder).submit(make_job(KIND, {"video": ref}, {"speaker": "Ava", "text": "Hi"}), {})
     assert recorder.requests == []
 
@@ -158,7 +158,7 @@ def test_success_without_video_keeps_polling() -> None:
         ({"status": "error", "error": "The content may contain sensitive information"},
          ModerationError, "sensitive"),
         ({"status": "error", "error": {"message": "Generation timeout", "statusCode": 504}},
-         TransientError, "Generation timeout"),
+         PermanentError, "Generation timeout"),
         ({"status": "error", "error": None}, PermanentError, "generation error"),
         ({"error": {"name": "Oops", "message": "broken"}}, PermanentError, "Oops: broken"),
     ],

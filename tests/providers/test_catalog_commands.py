@@ -75,3 +75,52 @@ def test_unusable_accounts_are_explained(capsys, manifest: Path, argv: list[str]
     code, out, err = run(capsys, *(a.format(manifest=manifest) for a in argv))
     assert code == EXIT_INVALID
     assert needle in err and out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "fields"),
+    [
+        (["voices", "runway-main"], {"id", "name", "gender", "accent"}),
+        (["voices", "runway-act-two-voice"], {"id", "name", "gender", "accent"}),
+        (["voices", "talking-heads"], {"id", "voice", "gender", "accent"}),
+        (["avatars", "talking-heads"], {"id", "name", "gender", "style"}),
+    ],
+)
+def test_catalogues_from_the_in_process_sandbox(capsys, manifest: Path, monkeypatch, argv: list[str],
+                                                fields: set[str]) -> None:
+    for variable in ("USEAPI_TOKEN", "MY_CREATIFY_ID", "MY_CREATIFY_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    code, out, err = run(capsys, *argv, "-m", str(manifest), "--sandbox", "--json")
+    assert code == EXIT_OK, err
+    rows = json.loads(out)
+    assert rows and all(fields <= row.keys() and row["id"] for row in rows)
+    assert len({row["id"] for row in rows}) == len(rows)
+
+
+def test_creatify_voices_list_every_accent(capsys, manifest: Path) -> None:
+    from lipbatch.sandbox.creatify import VOICES
+
+    code, out, _ = run(capsys, "voices", "talking-heads", "-m", str(manifest), "--sandbox", "--json")
+    assert code == EXIT_OK
+    assert sorted(row["id"] for row in json.loads(out)) == sorted(a["id"] for v in VOICES for a in v["accents"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("provider", "base_url"),
+    [("runway-main", "http://127.0.0.1:9/v1/runwayml"), ("talking-heads", "http://127.0.0.1:9")],
+)
+async def test_sandbox_url_maps_onto_each_kind(manifest: Path, provider: str, base_url: str) -> None:
+    from argparse import Namespace
+
+    from lipbatch.commands.voices import load_account, open_catalog
+
+    args = Namespace(sandbox=False, sandbox_url="http://127.0.0.1:9/")
+    async with open_catalog(args, load_account(provider, manifest)) as (account, _):
+        assert account.base_url == base_url
+
+
+def test_speaker_list_matches_the_manifest_schema() -> None:
+    from lipbatch import manifest
+
+    assert manifest.pixverse_speakers() == PIXVERSE_SPEAKERS

@@ -117,7 +117,8 @@ async def host(emu: Any, data: bytes, filename: str) -> str:
 
 
 class WebhookReceiver:
-    """A loopback webhook endpoint, reached through the sandbox's callback transport (no socket)."""
+    """A loopback webhook endpoint: an ASGI app reached through the sandbox's callback transport
+    (in-process) or served on a real socket (``url`` is then set to its address)."""
 
     url = "http://127.0.0.1:9/hook"
 
@@ -125,21 +126,26 @@ class WebhookReceiver:
         self.posts: list[Any] = []
         self._arrived = trio.Event()
 
-    def transport(self) -> httpx.AsyncBaseTransport:
-        async def app(scope, receive, send):
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            self.posts.append(json.loads(body))
-            self._arrived.set()
-            self._arrived = trio.Event()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
+    async def app(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.posts.append(json.loads(body))
+        self._arrived.set()
+        self._arrived = trio.Event()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
 
-        return httpx.ASGITransport(app=app)
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return httpx.ASGITransport(app=self.app)
 
     async def wait(self, count: int) -> list[Any]:
         """The first ``count`` posts, waiting for them (bounded by the number of arrivals)."""

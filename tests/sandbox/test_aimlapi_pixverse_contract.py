@@ -135,14 +135,18 @@ async def test_create_answers_queued_with_usage_and_an_id_that_needs_encoding(em
 
 @pytest.mark.parametrize("success", ["completed", "succeeded"])
 async def test_a_generation_goes_queued_generating_then_the_configured_success(emu, success, tmp_path):
-    emu.configure(job_seconds=1.0, time_scale=0.05, max_jobs=1, pixverse_success_status=success)
+    emu.configure(job_seconds=10.0, time_scale=100.0, max_jobs=1, pixverse_success_status=success)
     first = await create(emu.client, tts())
     second = await create(emu.client, with_audio(data_uri(wav_bytes(1.5), "audio/wav"),
                                                   data_uri(video_bytes(2.0), "video/mp4")))
-    assert (await fetch(emu.client, second["id"]))["status"] == "queued"
-    seen, done = await follow(lambda: fetch(emu.client, second["id"]), {success, "error"})
-    assert in_order(seen, ["queued", "generating", success]) and "generating" in seen
-    assert done["status"] == success and done["error"] is None
+    steps = []
+    for advance in (0.0, 5.0, 5.0, 10.0):
+        emu.advance(advance)
+        steps.append([(await fetch(emu.client, g["id"]))["status"] for g in (first, second)])
+    assert steps == [["generating", "queued"], ["generating", "queued"], [success, "generating"],
+                     [success, success]]
+    done = await fetch(emu.client, second["id"])
+    assert done["error"] is None
     url = done["video"]["url"]
     assert "%2F" in httpx_path(url)
     result = await download(emu.client, url)
@@ -150,7 +154,14 @@ async def test_a_generation_goes_queued_generating_then_the_configured_success(e
     info = await probe_bytes(result.content, tmp_path)
     assert info.has_video and info.has_audio
     assert info.duration == pytest.approx(1.5, abs=0.15)
-    assert (await fetch(emu.client, first["id"]))["status"] == success
+
+
+@pytest.mark.parametrize("success", ["completed", "succeeded"])
+async def test_polled_statuses_only_move_forward(emu, success):
+    emu.configure(job_seconds=2.0, time_scale=0.02, pixverse_success_status=success)
+    created = await create(emu.client, tts())
+    seen, _ = await follow(lambda: fetch(emu.client, created["id"]), {success, "error"})
+    assert in_order(seen, ["queued", "generating", success]) and seen[-1] == success
 
 
 def httpx_path(url: str) -> str:
@@ -206,3 +217,25 @@ async def test_injected_429s_use_the_generic_error_shape(emu):
     answer = await emu.client.post(PATH, headers=AUTH, json=tts())
     assert answer.status_code == 429 and "retry-after" in answer.headers
     assert set(answer.json()) >= {"message", "path", "requestId", "statusCode", "timestamp"}
+
+
+@pytest.mark.slow
+async def test_over_a_real_socket_the_encoded_id_and_the_verbatim_url_work(served, tmp_path):
+    served.configure(job_seconds=1.0, time_scale=0.01)
+    created = await create(served.client, tts("Short line."))
+    _, done = await follow(lambda: fetch(served.client, created["id"]), {"succeeded", "error"})
+    result = await download(served.client, done["video"]["url"])
+    assert result.status_code == 200
+    info = await probe_bytes(result.content, tmp_path)
+    assert info.has_audio and info.duration >= 1.0
+
+
+async def test_an_expired_video_url_is_refreshed_by_polling_again(emu):
+    emu.configure(job_seconds=1.0, time_scale=0.01, download_ttl=5.0)
+    created = await create(emu.client, tts())
+    _, done = await follow(lambda: fetch(emu.client, created["id"]), {"succeeded", "error"})
+    emu.advance(10.0)
+    assert (await download(emu.client, done["video"]["url"])).status_code >= 400
+    fresh = (await fetch(emu.client, created["id"]))["video"]["url"]
+    assert fresh != done["video"]["url"]
+    assert (await download(emu.client, fresh)).status_code == 200

@@ -7,13 +7,13 @@ import uuid
 from typing import Any
 
 import pytest
-from emulator_kit import WebhookReceiver, download, follow, host, in_order, probe_bytes, wav_bytes
+import trio
+from emulator_kit import WebhookReceiver, download, follow, host, probe_bytes, wav_bytes
 
 pytestmark = pytest.mark.anyio
 
 AUTH = {"X-API-ID": "api-id-1", "X-API-KEY": "api-key-1"}
 PATH = "/api/lipsyncs_v2/"
-LIFECYCLE = ["pending", "in_queue", "running", "done"]
 TERMINAL = {"done", "failed", "rejected"}
 OBJECT_FIELDS = {"id", "output", "video_thumbnail", "created_at", "updated_at", "credits_used", "duration",
                  "progress", "failed_reason", "status", "preview", "editor_url", "aspect_ratio", "video_inputs",
@@ -126,17 +126,17 @@ def _cases(avatar: str, voice: str) -> list[tuple[dict, tuple[str, ...]]]:
         ({}, ("video_inputs",)),
         ({"video_inputs": []}, ("video_inputs",)),
         ({"video_inputs": [{"voice": sc["voice"]}]}, ("video_inputs", "character")),
-        ({"video_inputs": [scene(avatar, {"type": "text", "voice_id": voice})]}, ("video_inputs", "input_text")),
-        ({"video_inputs": [scene(avatar, {"type": "text", "input_text": "hi"})]}, ("video_inputs", "voice_id")),
+        ({"video_inputs": [scene(avatar, {"type": "text", "voice_id": voice})]}, ("video_inputs", "voice", "input_text")),
+        ({"video_inputs": [scene(avatar, {"type": "text", "input_text": "hi"})]}, ("video_inputs", "voice", "voice_id")),
         ({"video_inputs": [scene(avatar, {"type": "text", "input_text": "hi", "voice_id": str(uuid.uuid4())})]},
-         ("video_inputs", "voice_id")),
-        ({"video_inputs": [scene(avatar, {"type": "audio"})]}, ("video_inputs", "audio_url")),
+         ("video_inputs", "voice", "voice_id")),
+        ({"video_inputs": [scene(avatar, {"type": "audio"})]}, ("video_inputs", "voice", "audio_url")),
         ({"video_inputs": [scene(avatar, {"type": "audio", "audio_url": "not a url"})]},
-         ("video_inputs", "audio_url")),
-        ({"video_inputs": [scene(avatar, {"type": "song"})]}, ("video_inputs", "type")),
+         ("video_inputs", "voice", "audio_url")),
+        ({"video_inputs": [scene(avatar, {"type": "song"})]}, ("video_inputs", "voice", "type")),
         ({"video_inputs": [{"character": {"type": "avatar"}, "voice": sc["voice"]}]},
-         ("video_inputs", "avatar_id")),
-        ({"video_inputs": [scene(str(uuid.uuid4()), sc["voice"])]}, ("video_inputs", "avatar_id")),
+         ("video_inputs", "character", "avatar_id")),
+        ({"video_inputs": [scene(str(uuid.uuid4()), sc["voice"])]}, ("video_inputs", "character", "avatar_id")),
         (good | {"aspect_ratio": "4x3"}, ("aspect_ratio",)),
         (good | {"model_version": "aurora_v9"}, ("model_version",)),
         (good | {"name": "n" * 256}, ("name",)),
@@ -164,38 +164,38 @@ async def test_invalid_creates_are_400_field_errors(emu, case):
 
 
 async def test_a_task_goes_pending_in_queue_running_done(emu, tmp_path):
-    emu.configure(job_seconds=1.0, time_scale=0.05, max_jobs=1)
+    emu.configure(job_seconds=10.0, time_scale=100.0, max_jobs=1)  # the clock only moves by advance()
     avatar, voice = await stock(emu.client)
     first = await create(emu.client, text_body(avatar, voice))
     second = await create(emu.client, text_body(avatar, voice, name="job-ref-2"))
-    assert second["status"] == "pending"
-    assert (await task(emu.client, second["id"]))["status"] == "in_queue"
-    seen, done = await finish(emu.client, second["id"])
-    assert in_order(["pending", *seen], LIFECYCLE) and "running" in seen and seen[-1] == "done"
-    assert done["progress"] in ("1", "1.0", "1.00", "100", "100%")
+    assert first["status"] == second["status"] == "pending"
+    steps = []
+    for advance in (0.0, 1.0, 5.0, 5.0, 10.0):
+        emu.advance(advance)
+        steps.append([(await task(emu.client, t["id"]))["status"] for t in (first, second)])
+    assert steps == [["pending", "pending"], ["running", "in_queue"], ["running", "in_queue"],
+                     ["done", "running"], ["done", "done"]]
+    done = await task(emu.client, second["id"])
+    assert done["progress"] == "1.00"
     assert done["output"] and done["failed_reason"] is None
     result = await download(emu.client, done["output"])
     info = await probe_bytes(result.content, tmp_path)
     assert info.has_video and info.has_audio
     assert done["duration"] == max(1, round(info.duration))
-    assert (await task(emu.client, first["id"]))["status"] == "done"
 
 
-async def test_progress_is_a_string_that_grows(emu):
-    emu.configure(job_seconds=10.0, time_scale=0.02)
+async def test_progress_is_a_string_fraction_that_grows(emu):
+    emu.configure(job_seconds=10.0, time_scale=100.0)
     avatar, voice = await stock(emu.client)
     created = await create(emu.client, text_body(avatar, voice))
     values = []
-    seen, _ = await follow(lambda: _record(emu.client, created["id"], values), TERMINAL)
-    numbers = [float(v.rstrip("%")) for v in values]
+    for advance in (0.0, 1.5, 4.0, 4.0, 10.0):
+        emu.advance(advance)
+        values.append((await task(emu.client, created["id"]))["progress"])
     assert all(isinstance(v, str) for v in values)
-    assert numbers == sorted(numbers) and numbers[0] < numbers[-1]
-
-
-async def _record(client, task_id: str, values: list) -> dict:
-    body = await task(client, task_id)
-    values.append(body["progress"])
-    return body
+    numbers = [float(v) for v in values]
+    assert numbers == sorted(numbers) and numbers[0] == 0.0 and numbers[-1] == 1.0
+    assert 0.0 < numbers[2] < 1.0
 
 
 async def test_unknown_tasks_are_404(emu):
@@ -327,3 +327,40 @@ def webhook_receiver(emu) -> WebhookReceiver:
     receiver = WebhookReceiver()
     emu.sandbox.callback_transport = receiver.transport()
     return receiver
+
+
+@pytest.mark.slow
+async def test_over_a_real_socket_the_webhook_reaches_a_loopback_server(served):
+    from lipbatch.sandbox.server import serve
+
+    served.configure(job_seconds=1.0, time_scale=0.01)
+    receiver = WebhookReceiver()
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(serve, receiver.app)
+        avatar, voice = await stock(served.client)
+        created = await create(served.client, text_body(avatar, voice, webhook_url=f"{base}/hook"))
+        (post,) = await receiver.wait(1)
+        nursery.cancel_scope.cancel()
+    assert post["id"] == created["id"] and post["status"] == "done"
+    result = await download(served.client, post["output"])
+    assert result.status_code == 200 and result.content[4:8] == b"ftyp"
+
+
+async def test_an_expired_output_url_is_refreshed_by_polling_again(emu):
+    emu.configure(job_seconds=1.0, time_scale=0.01, download_ttl=5.0)
+    avatar, voice = await stock(emu.client)
+    created = await create(emu.client, text_body(avatar, voice))
+    _, done = await finish(emu.client, created["id"])
+    emu.advance(10.0)
+    assert (await download(emu.client, done["output"])).status_code >= 400
+    fresh = (await task(emu.client, created["id"]))["output"]
+    assert fresh != done["output"]
+    assert (await download(emu.client, fresh)).status_code == 200
+
+
+async def test_unlimited_credits_still_count_down(emu):
+    avatar, voice = await stock(emu.client)
+    before = (await emu.client.get("/api/remaining_credits/", headers=AUTH)).json()["remaining_credits"]
+    created = await create(emu.client, text_body(avatar, voice))
+    after = (await emu.client.get("/api/remaining_credits/", headers=AUTH)).json()["remaining_credits"]
+    assert before - after == created["credits_used"] > 0

@@ -261,16 +261,19 @@ async def test_a_failed_render_refunds_its_credits(emu):
 
 
 async def test_a_project_goes_queued_rendering_complete_with_every_documented_field(emu, tmp_path):
-    emu.configure(job_seconds=1.0, time_scale=0.05, max_jobs=1)
+    emu.configure(job_seconds=10.0, time_scale=100.0, max_jobs=1)  # the clock only moves by advance()
     assets = await inputs(emu.client)
     first = await create(emu.client, body(assets))
     second = await create(emu.client, body(assets, name="job-ref-2"))
     waiting = await project(emu.client, second["id"])
-    assert waiting["status"] == "queued"
     assert waiting["downloads"] == [] and waiting["download"] is None
-    seen, done = await finish(emu.client, second["id"])
-    assert "rendering" in seen and "draft" not in seen
-    assert in_order(seen, LIFECYCLE) and seen[-1] == "complete"
+    steps = [[(await project(emu.client, first["id"]))["status"], waiting["status"]]]
+    for advance in (5.0, 5.0, 10.0):
+        emu.advance(advance)
+        steps.append([(await project(emu.client, p["id"]))["status"] for p in (first, second)])
+    assert steps == [["rendering", "queued"], ["rendering", "queued"], ["complete", "rendering"],
+                     ["complete", "complete"]]
+    done = await project(emu.client, second["id"])
     assert set(done) >= {"id", "name", "status", "type", "created_at", "width", "height", "enabled",
                          "start_seconds", "end_seconds", "credits_charged", "total_frame_cost", "fps",
                          "error", "downloads", "download"}
@@ -279,11 +282,17 @@ async def test_a_project_goes_queued_rendering_complete_with_every_documented_fi
     assert done["start_seconds"] == 0 and done["end_seconds"] == 1.0
     assert iso(done["created_at"]) > 0
     assert done["download"]["url"] == done["downloads"][0]["url"]
-    assert (await project(emu.client, first["id"]))["status"] == "complete"
     result = await download(emu.client, done["downloads"][0]["url"])
     info = await probe_bytes(result.content, tmp_path)
     assert info.duration == pytest.approx(1.0, abs=0.15)
     assert (done["width"], done["height"]) == (info.width, info.height)
+
+
+async def test_polled_statuses_only_move_forward(emu):
+    emu.configure(job_seconds=2.0, time_scale=0.02)
+    created = await create(emu.client, body(_ASSETS))
+    seen, _ = await finish(emu.client, created["id"])
+    assert in_order(seen, LIFECYCLE) and seen[-1] == "complete" and "draft" not in seen
 
 
 async def test_the_creator_plan_renders_three_at_once_and_queues_the_rest(emu):
@@ -358,7 +367,7 @@ async def test_expired_download_urls_fail_and_a_new_get_gives_fresh_ones(emu, tm
     assert stale.status_code >= 400
     fresh = (await project(emu.client, created["id"]))["downloads"][0]
     assert fresh["url"] != old["url"]
-    assert iso(fresh["expires_at"]) > iso(old["expires_at"])
+    assert iso(fresh["expires_at"]) >= iso(old["expires_at"])
     result = await download(emu.client, fresh["url"])
     assert result.status_code == 200
     await probe_bytes(result.content, tmp_path)
@@ -396,3 +405,14 @@ async def test_each_result_lasts_its_window_and_pays_its_frames(emu, tmp_path):
         assert info.duration == pytest.approx(seconds, abs=0.15)
         assert done["credits_charged"] == math.ceil(seconds * 10)
 
+
+
+@pytest.mark.slow
+async def test_over_a_real_socket_upload_create_and_download(served, tmp_path):
+    served.configure(job_seconds=1.0, time_scale=0.01)
+    assets = await inputs(served.client, audio_seconds=1.0)
+    created = await create(served.client, body(assets))
+    _, done = await finish(served.client, created["id"])
+    result = await download(served.client, done["downloads"][0]["url"])
+    info = await probe_bytes(result.content, tmp_path)
+    assert info.duration == pytest.approx(1.0, abs=0.15)

@@ -1,0 +1,168 @@
+"""Manifest -> run -> playable outputs, for every provider kind, against the in-process sandbox."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import fast_options
+from kinds import KINDS, MODERATED_WORD, TEXT_KINDS, require_client, write_manifest
+
+from lipbatch.download import file_sha256
+from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK, StateLockedError
+from lipbatch.media import verify_playable
+from lipbatch.state import JobStatus, State, read_jobs
+
+pytestmark = pytest.mark.anyio
+
+DURATION_TOLERANCE = 0.35  # seconds: audio codec padding and frame rounding
+
+
+def assert_all_done(project, records) -> None:
+    for job in project.jobs:
+        record = records[job.key]
+        assert record.status is JobStatus.DONE, (job.output, record.status, record.error)
+        for output in job.outputs:
+            path = project.output_dir / output
+            assert file_sha256(path) == record.output_sha256
+            assert path.stat().st_size == record.output_size
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_run_produces_playable_outputs_of_the_scripts_length(kind, tmp_path, media, harness):
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=3)
+    h = harness()
+    project = h.project(case.manifest)
+    summary = await h.run(project)
+
+    assert summary.exit_code == EXIT_OK, summary.failures
+    assert summary.done == case.jobs == len(project.jobs)
+    records = read_jobs(project.state_path)
+    assert_all_done(project, records)
+    for job in project.jobs:
+        info = verify_playable(project.output_dir / job.output)
+        assert info.has_audio
+        assert job.expected_seconds is not None
+        assert info.duration == pytest.approx(job.expected_seconds, abs=DURATION_TOLERANCE), job.output
+    stats = h.stats()
+    assert stats["creates_total"] == case.jobs
+    assert stats["duplicate_creates"] == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_rerun_of_finished_manifest_sends_no_requests(kind, tmp_path, media, harness):
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=2)
+    h = harness()
+    first = await h.run(case.manifest)
+    assert first.exit_code == EXIT_OK, first.failures
+    before = h.stats()["requests"]
+    state_bytes = Path(h.project(case.manifest).state_path).read_bytes()
+
+    again = await h.run(case.manifest)
+
+    assert again.exit_code == EXIT_OK
+    assert again.skipped == case.jobs and again.done == 0
+    assert h.stats()["requests"] == before
+    assert Path(h.project(case.manifest).state_path).read_bytes() == state_bytes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_outputs_restored_without_paying_again(kind, tmp_path, media, harness):
+    """A renamed output path is copied from the finished one; a deleted output is fetched again."""
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=2)
+    h = harness()
+    assert (await h.run(case.manifest)).exit_code == EXIT_OK
+    creates, requests = h.stats()["creates_total"], h.stats()["requests"]
+
+    data = yaml.safe_load(case.manifest.read_text())
+    for entry in data["jobs"]:
+        entry["output"] = "renamed/" + entry["output"]
+    case.manifest.write_text(yaml.safe_dump(data, sort_keys=False))
+    project = h.project(case.manifest)
+    summary = await h.run(project)
+    assert summary.skipped == case.jobs and summary.exit_code == EXIT_OK
+    assert h.stats()["requests"] == requests  # copies need no HTTP
+    assert_all_done(project, read_jobs(project.state_path))
+
+    shutil.rmtree(project.output_dir / "renamed")
+    first = project.output_dir / project.jobs[0].output
+    summary = await h.run(project)
+    assert summary.exit_code == EXIT_OK
+    assert first.exists()
+    assert h.stats()["creates_total"] == creates  # re-downloaded, never re-created
+    assert_all_done(project, read_jobs(project.state_path))
+
+
+@pytest.mark.parametrize("kind", TEXT_KINDS)
+async def test_moderation_fails_only_that_job_and_is_never_retried(kind, tmp_path, media, harness):
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=3, moderated={1})
+    h = harness(moderate=(MODERATED_WORD,))
+    project = h.project(case.manifest)
+    summary = await h.run(project)
+
+    assert summary.exit_code == EXIT_JOBS_FAILED
+    assert summary.failed == 1 and summary.done == case.jobs - 1
+    records = read_jobs(project.state_path)
+    failed = [r for r in records.values() if r.status is JobStatus.FAILED]
+    assert len(failed) == 1
+    assert failed[0].error_kind == "moderation"
+    assert "moderat" in failed[0].error.lower()
+    assert failed[0].attempts == 1
+    creates = h.stats()["creates_total"]
+
+    again = await h.run(project, fast_options(retry_failed=True))
+    assert again.failed == 1
+    assert h.stats()["creates_total"] == creates  # even --retry-failed never resubmits moderation
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_out_of_credits_stops_only_that_account(kind, tmp_path, media, harness):
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=2, accounts=2, concurrency=1)
+    h = harness(credits=1e9)
+    project = h.project(case.manifest)
+    broke = "acct0"
+    # Spend everything on acct0 at the provider before the run: its first create is refused.
+    provider = EMULATORS[kind]
+    account_key = sandbox_account(kind, case.env, "ACCT0_")
+    assert h.sandbox.charge(provider, account_key, 1e9)
+
+    summary = await h.run(project, environ=case.env)
+
+    assert summary.exit_code == EXIT_JOBS_FAILED
+    records = read_jobs(project.state_path)
+    for job in project.jobs:
+        record = records.get(job.key)
+        if job.account == broke:
+            assert record is None or record.status is JobStatus.SUBMITTING
+        else:
+            assert record is not None and record.status is JobStatus.DONE
+    assert summary.done == 2 and summary.not_run == 2
+    assert [e.account for e in h.events if e.type == "account_stopped"] == [broke]
+    assert sum(1 for r in records.values() if r.error_kind == "out_of_credits") == 1  # concurrency 1: one try
+
+    # After a top-up, a plain rerun (no flag) submits the stopped account's jobs.
+    h.sandbox.refund(provider, account_key, 1e9)
+    again = await h.run(project, environ=case.env)
+    assert again.exit_code == EXIT_OK and again.done == 2
+
+
+async def test_second_run_on_a_locked_state_changes_nothing(tmp_path, media, harness):
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=2)
+    h = harness()
+    project = h.project(case.manifest)
+    with State.open(project.state_path) as holder:
+        holder.update("some-key", account="acct", kind="magichour-lipsync", outputs=["x.mp4"],
+                      status=JobStatus.IN_FLIGHT, task_id="t1")
+        files = {p: p.read_bytes() for p in project.state_path.parent.glob(project.state_path.name + "*")}
+        with pytest.raises(StateLockedError, match="in use by lipbatch pid"):
+            await h.run(project)
+        assert {p: p.read_bytes() for p in project.state_path.parent.glob(project.state_path.name + "*")} == files
+    assert h.stats()["requests"] == 0
+    assert not project.output_dir.exists()
