@@ -902,6 +902,8 @@ class _Checker:
                 fields = [f for f in ("clip", "script", "lang", "voice")
                           if getattr(first, f) != getattr(cell, f)]
                 hint = f": add {' or '.join('{' + f + '}' for f in fields)} to it" if fields else ""
+                if first.output != cell.output:
+                    hint = ": case-insensitive file systems (macOS, Windows) would write one file; rename one"
                 msg = (f"output template gives {same} '{cell.output}' to {first.describe()} and "
                        f"{cell.describe()}{hint}{more}")
             else:

@@ -263,7 +263,7 @@ class Runner:
         self.environ = environ
         self.secrets: dict[str, dict[str, str]] = {}
         self.sink = sink
-        self.stop = stop or trio.Event()
+        self.stop = stop if stop is not None else trio.Event()
         self.summary = RunSummary(total=len(project.jobs))
         self.scale = options.time_scale
         self.backoff = options.backoff.scaled(self.scale)
@@ -272,6 +272,7 @@ class Runner:
         self.accounts: dict[str, _AccountRun] = {}
         self.global_slots = trio.CapacityLimiter(options.max_jobs) if options.max_jobs else None
         self._uploading: dict[tuple[str, str], trio.Event] = {}
+        self._credits_seen: dict[str, float] = {}  # job key -> credits counted in this run
         self._upload_errors: dict[tuple[str, str], ProviderError] = {}
         self._clients: list[httpx.AsyncClient] = []
 
@@ -281,8 +282,11 @@ class Runner:
              **data: Any) -> None:
         if self.sink is None:
             return
-        self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
-                        output=job.output if job else None, message=message, data=data))
+        try:
+            self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
+                            output=job.output if job else None, message=message, data=data))
+        except OSError:  # the reader went away (a closed pipe): the run goes on, unobserved
+            self.sink = None
 
     def emit_account(self, acct: _AccountRun) -> None:
         self.emit("account", account=acct.account.name, kind=acct.account.kind, limit=acct.limiter.limit,
@@ -400,6 +404,7 @@ class Runner:
     # -- pre-pass: what is already done (no HTTP)
 
     def _prepass(self) -> dict[str, _Plan]:
+        remove_partial_files(self.project.output_dir)
         plans: dict[str, _Plan] = {}
         for job in self.project.jobs:
             record = self.state.job(job.key)
@@ -751,11 +756,9 @@ class Runner:
     def _note_credits(self, job: Job, acct: _AccountRun, credits: float | None) -> None:
         if credits is None:
             return
-        record = self.state.job(job.key)
-        before = record.credits if record and record.credits is not None else 0.0
-        if record is None or record.credits != credits:
-            self.state.update(job.key, credits=credits)
-        acct.credits += credits - before
+        self.state.update(job.key, credits=credits)
+        acct.credits += credits - self._credits_seen.get(job.key, 0.0)
+        self._credits_seen[job.key] = credits
         self.summary.credits[acct.account.name] = acct.credits
 
     # -- results
@@ -766,7 +769,7 @@ class Runner:
         dest = self.project.output_dir / job.output
         last: Exception | None = None
         for _attempt in range(self.options.result_attempts):
-            if url is None or (expires_at is not None and expires_at - _URL_MARGIN <= time.time()):
+            if url is None or (expires_at is not None and expires_at - _URL_MARGIN * self.scale <= time.time()):
                 url, expires_at = await self._fresh_url(job, acct, task_id)
             try:
                 got = await dl.download(self.download_http, url, dest, verify=True,
@@ -815,6 +818,14 @@ class _ProgressSampler:
         if gained <= 0 or elapsed <= 0:
             return None
         return (1.0 - progress) * elapsed / gained
+
+
+def remove_partial_files(folder: Path) -> None:
+    """Delete temp files (``.<name>.<random>.part``) a killed run left; the state lock makes them ours."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and name.endswith(".part"):
+                Path(root, name).unlink(missing_ok=True)
 
 
 def copy_file(source: Path, dest: Path) -> None:

@@ -19,6 +19,7 @@ import trio
 
 from lipbatch.errors import UsageError
 from lipbatch.manifest import load_project
+from lipbatch.model import Project
 from lipbatch.progress import open_sink
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
@@ -78,8 +79,7 @@ async def _watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def _run(args: argparse.Namespace) -> int:
-    project = load_project(args.manifest)
+async def _run(args: argparse.Namespace, project: Project) -> int:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop)
@@ -102,5 +102,16 @@ async def _run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 def main(args: argparse.Namespace) -> int:
-    return trio.run(_run, args)
+    project = load_project(args.manifest)
+    try:
+        return trio.run(_run, args, project)
+    except BaseExceptionGroup as group:
+        # nurseries wrap errors; the CLI maps LipbatchError / KeyboardInterrupt to exit codes
+        raise _leaf(group) from None

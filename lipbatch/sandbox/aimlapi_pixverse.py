@@ -44,8 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox.core import Lifecycle, Sandbox
-from lipbatch.sandbox.magichour import accepts, bearer_token, json_body, probe_input
+from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, json_body, probe_input
 
 MODEL = "pixverse/lip-sync"
 SPEAKERS = ("Harper", "Ava", "Isabella", "Sophia", "Emily", "Chloe", "Julia", "Mason", "Jack", "Liam", "James",

@@ -52,8 +52,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox import render as media
-from lipbatch.sandbox.core import Lifecycle, Sandbox
-from lipbatch.sandbox.magichour import accepts, json_body, probe_input
+from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, json_body, probe_input
 
 PATH = "/api/lipsyncs_v2/"
 ASPECT_RATIOS = ("9x16", "16x9", "1x1")

@@ -43,13 +43,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox import render as media
-from lipbatch.sandbox.core import Lifecycle, Sandbox
+from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, json_body, probe_input
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "m4v", "mov", "webm"),
@@ -105,37 +103,6 @@ class _Project:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def bearer_token(request: Request) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header, else None."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def accepts(sandbox: Sandbox, *credentials: str) -> bool:
-    """Credentials are accepted when non-empty and (no allow-list, or the secret, i.e. the last
-    credential, or all of them joined by ``:`` is on it)."""
-    if not all(credentials):
-        return False
-    valid = sandbox.config.valid_tokens
-    return not valid or credentials[-1] in valid or ":".join(credentials) in valid
-
-
-async def json_body(request: Request) -> Any:
-    """The decoded JSON body; None when the body is empty or not JSON."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return await request.json()
-    except ValueError:
-        return None
-
-
-async def probe_input(data: bytes | None) -> media.MediaInfo | None:
-    """Probe input bytes off the event loop (None for undecodable bytes)."""
-    return await trio.to_thread.run_sync(media.probe_bytes, data) if data else None
 
 
 class Emulator:
@@ -290,7 +257,7 @@ class Emulator:
         fps = min(in_fps, limit or in_fps)
         token, width, height = None, -1, -1
         if failure is None:
-            output = await self.sandbox.render(video=video, audio=audio, seconds=seconds)
+            output = await self.sandbox.render(video=video, audio=audio, seconds=seconds, start=spec["start"])
             token = self.sandbox.publish(output, filename="output.mp4", provider=self.name)
             info = await probe_input(output)
             if info is not None:

@@ -53,8 +53,9 @@ def _fit(width: int, height: int) -> tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def _decode_pictures(data: bytes | None, limit_seconds: float | None) -> list[av.VideoFrame]:
-    """Frames of an input video (sampled at FPS) or the single frame of an image; [] if unreadable."""
+def _decode_pictures(data: bytes | None, limit_seconds: float | None, start: float = 0.0) -> list[av.VideoFrame]:
+    """Frames of an input video from ``start`` (sampled at FPS) or the single frame of an image;
+    [] if unreadable."""
     if not data:
         return []
     frames: list[av.VideoFrame] = []
@@ -64,16 +65,16 @@ def _decode_pictures(data: bytes | None, limit_seconds: float | None) -> list[av
                 return []
             stream = container.streams.video[0]
             size: tuple[int, int] | None = None
-            next_time = 0.0
+            next_time = start
             for frame in container.decode(stream):
                 if size is None:
                     size = _fit(frame.width, frame.height)
                 when = float(frame.time) if frame.time is not None else next_time
-                if frames and when + 1e-6 < next_time:
+                if when + 1e-6 < next_time and (frames or start > 0):
                     continue
                 frames.append(frame.reformat(width=size[0], height=size[1], format="yuv420p"))
                 next_time = when + 1.0 / FPS
-                if limit_seconds is not None and next_time > limit_seconds + 1.0:
+                if limit_seconds is not None and next_time > start + limit_seconds + 1.0:
                     break
     except (av.error.FFmpegError, OSError, ValueError):
         return frames
@@ -133,12 +134,9 @@ def _pcm_frames(pcm: bytes, chunk: int = 1024) -> Iterator[av.AudioFrame]:
         yield frame
 
 
-def output_seconds(*, video: bytes | None = None, audio: bytes | None = None,
-                   tts_text: str | None = None, seconds: float | None = None) -> float:
-    """The duration ``render_mp4`` gives these inputs (without rendering)."""
+def _duration(pcm: bytes | None, *, video: bytes | None, tts_text: str | None, seconds: float | None) -> float:
     if seconds is not None:
         return max(0.1, seconds)
-    pcm = _decode_audio(audio)
     if pcm:
         return len(pcm) / 2 / SAMPLE_RATE
     if tts_text is not None:
@@ -147,25 +145,24 @@ def output_seconds(*, video: bytes | None = None, audio: bytes | None = None,
     return info.duration if info and info.duration else DEFAULT_SECONDS
 
 
+def output_seconds(*, video: bytes | None = None, audio: bytes | None = None,
+                   tts_text: str | None = None, seconds: float | None = None) -> float:
+    """The duration ``render_mp4`` gives these inputs (without rendering)."""
+    return _duration(_decode_audio(audio), video=video, tts_text=tts_text, seconds=seconds)
+
+
 def render_mp4(*, video: bytes | None = None, image: bytes | None = None, audio: bytes | None = None,
-               tts_text: str | None = None, seconds: float | None = None) -> bytes:
-    """Mux the picture (video looped/trimmed, image held, or generated) with the audio (input,
-    or a tone for TTS/voice swap) into an MP4 lasting ``seconds``, else the audio's length."""
+               tts_text: str | None = None, seconds: float | None = None, start: float = 0.0) -> bytes:
+    """Mux the picture (video from ``start``, looped/trimmed; image held; or generated) with the
+    audio (input, or a tone for TTS/voice swap) into an MP4 lasting ``seconds``, else the audio's length."""
     pcm = _decode_audio(audio)
-    if seconds is not None:
-        duration = max(0.1, seconds)
-    elif pcm:
-        duration = len(pcm) / 2 / SAMPLE_RATE
-    elif tts_text is not None:
-        duration = tts_seconds(tts_text)
-    else:
-        duration = output_seconds(video=video)
+    duration = _duration(pcm, video=video, tts_text=tts_text, seconds=seconds)
     if not pcm:
         pcm = _tone(duration)
     wanted = round(duration * SAMPLE_RATE) * 2
     pcm = pcm[:wanted] + bytes(max(0, wanted - len(pcm)))
 
-    pictures = _decode_pictures(video, duration) or _decode_pictures(image, None)[:1]
+    pictures = _decode_pictures(video, duration, start) or _decode_pictures(image, None)[:1]
     if not pictures:
         pictures = [_generated_picture()]
     width, height = pictures[0].width, pictures[0].height

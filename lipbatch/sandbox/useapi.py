@@ -56,14 +56,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import trio
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox import render
-from lipbatch.sandbox.core import Lifecycle, Sandbox
+from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, probe_input
 
 PREFIX = "/v1/runwayml"
 PROVIDER = "useapi"
@@ -227,12 +225,8 @@ class Emulator:
     # -- auth and accounts ----------------------------------------------------------------------
 
     def token(self, request: Request) -> str | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
-        valid = self.sandbox.config.valid_tokens
-        return token if not valid or token in valid else None
+        token = bearer_token(request)
+        return token if token and accepts(self.sandbox, token) else None
 
     def accounts_of(self, token: str) -> dict[str, Account]:
         accounts = self.accounts.get(token)
@@ -359,7 +353,7 @@ class Emulator:
         hints = hints or {}
         info = None
         if media_type in ("video", "audio"):
-            info = await _probe(data, ext)
+            info = await probe_input(data, f".{ext}")
         duration = info.duration if info and info.duration else hints.get("duration")
         metadata: dict[str, Any] | None = None
         if media_type == "video":
@@ -667,6 +661,3 @@ def paging(request: Request, *, limit_max: int) -> tuple[int, int]:
         values.append(value)
     return values[0], values[1]
 
-
-async def _probe(data: bytes, ext: str) -> Any:
-    return await trio.to_thread.run_sync(render.probe_bytes, data, f".{ext}")

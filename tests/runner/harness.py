@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from lipbatch.download import file_sha256
 from lipbatch.manifest import load_project
 from lipbatch.model import Project
 from lipbatch.runner import Event, RunOptions, RunSummary, point_at_sandbox, run_project
 from lipbatch.sandbox.app import build_app
 from lipbatch.sandbox.core import Sandbox, SandboxConfig
+from lipbatch.state import JobStatus
 
 TIME_SCALE = 0.01  # 1 virtual second = 10 ms
 FAST_SANDBOX = {"job_seconds": 1.0, "time_scale": TIME_SCALE}
@@ -55,3 +57,14 @@ class Harness:
 
         return await run_project(project, options or fast_options(), transport=httpx.ASGITransport(app=self.app),
                                  sink=record, environ=environ or {})
+
+
+def assert_all_done(project: Project, records: dict) -> None:
+    """Every job DONE, and every output file holds the recorded bytes."""
+    for job in project.jobs:
+        record = records[job.key]
+        assert record.status is JobStatus.DONE, (job.output, record.status, record.error)
+        for output in job.outputs:
+            path = project.output_dir / output
+            assert file_sha256(path) == record.output_sha256
+            assert path.stat().st_size == record.output_size

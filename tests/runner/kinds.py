@@ -141,9 +141,11 @@ def write_manifest(kind: str, directory: Path, media: Media, *, jobs: int = 3, c
     data: dict[str, object] = {"version": 1, "providers": providers, "clips": {"face": clip}}
     job_entries = []
     if kind == "runway-act-two-voice":
-        voices = {f"v{i}": {kind: RUNWAY_VOICES[i % len(RUNWAY_VOICES)]} for i in range(jobs)}
-        for name in names:
-            job_entries.append({"provider": name, "clips": ["face"], "voices": sorted(voices),
+        # each account swaps in its own voices, so keys do not merge across accounts
+        voices = {f"v{i}": {kind: RUNWAY_VOICES[i % len(RUNWAY_VOICES)]} for i in range(jobs * len(names))}
+        for index, name in enumerate(names):
+            job_entries.append({"provider": name, "clips": ["face"],
+                                "voices": [f"v{i}" for i in range(index * jobs, (index + 1) * jobs)],
                                 "output": output.replace("{script}.{lang}", "swap.{voice}")})
     else:
         for name in names:

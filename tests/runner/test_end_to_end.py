@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import fast_options
-from kinds import KINDS, MODERATED_WORD, TEXT_KINDS, require_client, write_manifest
+from harness import assert_all_done, fast_options
+from kinds import (
+    EMULATORS,
+    KINDS,
+    MODERATED_WORD,
+    TEXT_KINDS,
+    require_client,
+    sandbox_account,
+    write_manifest,
+)
 
-from lipbatch.download import file_sha256
 from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK, StateLockedError
 from lipbatch.media import verify_playable
 from lipbatch.state import JobStatus, State, read_jobs
@@ -18,16 +25,6 @@ from lipbatch.state import JobStatus, State, read_jobs
 pytestmark = pytest.mark.anyio
 
 DURATION_TOLERANCE = 0.35  # seconds: audio codec padding and frame rounding
-
-
-def assert_all_done(project, records) -> None:
-    for job in project.jobs:
-        record = records[job.key]
-        assert record.status is JobStatus.DONE, (job.output, record.status, record.error)
-        for output in job.outputs:
-            path = project.output_dir / output
-            assert file_sha256(path) == record.output_sha256
-            assert path.stat().st_size == record.output_size
 
 
 @pytest.mark.parametrize("kind", KINDS)

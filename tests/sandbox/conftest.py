@@ -9,46 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
 
 import httpx
 import pytest
 import trio
-from starlette.applications import Starlette
+from sandbox_kit import Emu, fast_app
 
-from lipbatch.sandbox.app import build_app
-from lipbatch.sandbox.core import Sandbox, SandboxConfig
 from lipbatch.sandbox.server import serve
-
-FAST = {"job_seconds": 1.0, "time_scale": 0.01}
-
-
-class Emu:
-    """One sandbox under test and a client pointed at it."""
-
-    def __init__(self, app: Starlette, client: httpx.AsyncClient, url: str) -> None:
-        self.app = app
-        self.client = client
-        self.url = url
-
-    @property
-    def sandbox(self) -> Sandbox:
-        return self.app.state.sandbox
-
-    def configure(self, **changes: Any) -> None:
-        self.sandbox.configure(changes)
-
-    def advance(self, seconds: float) -> None:
-        self.sandbox.advance(seconds)
-
-    async def stats(self) -> dict[str, Any]:
-        answer = await self.client.get("/_sandbox/stats")
-        answer.raise_for_status()
-        return answer.json()
-
-
-def fast_app(**changes: Any) -> Starlette:
-    return build_app(SandboxConfig(**(FAST | changes)))
 
 
 @pytest.fixture

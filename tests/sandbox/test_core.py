@@ -11,9 +11,9 @@ from functools import partial
 import httpx
 import pytest
 import trio
-from conftest import Emu, fast_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sandbox_kit import Emu, fast_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import Emu, fast_app
 from emulator_kit import download, follow, in_order, probe_bytes, video_bytes, wav_bytes
+from sandbox_kit import Emu, fast_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
