@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from lipbatch import __version__
-from lipbatch.errors import EXIT_INTERRUPTED, EXIT_INVALID, LipbatchError
+from lipbatch.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, LipbatchError
 
 COMMANDS = ("validate", "plan", "run", "status", "sandbox", "voices", "avatars")
 
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lipbatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except LipbatchError as exc:
         print(f"lipbatch: {exc}", file=sys.stderr)
         return EXIT_INVALID

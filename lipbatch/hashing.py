@@ -144,8 +144,7 @@ class HashCache:
         if self.path is None or not (self._dirty or self._used.keys() != self._stored.keys()):
             return
         payload = json.dumps({"format": CACHE_FORMAT, "files": self._used}, sort_keys=True)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # no folder is created: validate must not leave directories behind
             fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:

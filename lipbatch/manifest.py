@@ -229,9 +229,7 @@ def _parse_yaml(text: str, pos: _Positions, add) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        detail = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            detail = f"{exc.problem} ({exc.context})"
+        detail = ", ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
         add(line, col, (), f"YAML syntax error: {detail}")
         return None
     except yaml.YAMLError as exc:

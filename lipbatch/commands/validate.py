@@ -19,14 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def report_problems(err: ManifestError, *, as_json: bool) -> int:
-    """Print every problem (one per line, or as JSON on stdout); returns the invalid exit code."""
+    """Print every problem on stdout (one per line, like a linter, or as JSON); returns the invalid exit code."""
     if as_json:
         details = ([p.as_dict() for p in err.details] if isinstance(err, ManifestProblems)
                    else [{"message": m} for m in err.problems])
         print(json.dumps({"valid": False, "problems": details}, indent=2, ensure_ascii=False))
     else:
         for problem in err.problems:
-            print(problem, file=sys.stderr)
+            print(problem)
         count = len(err.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
     return EXIT_INVALID
