@@ -41,6 +41,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -551,7 +552,6 @@ class _Checker:
         memo_key = (role, ref)
         if memo_key in self._media:
             return self._media[memo_key]
-        result: tuple[InputRef | None, Any] = (None, None)
         if _is_url(ref):
             result = (InputRef(role=role, media_type=media_type(urlsplit(ref).path), url=ref), None)
         else:
@@ -560,7 +560,7 @@ class _Checker:
         return result
 
     def _local_media(self, path: JsonPath, ref: str, role: str) -> tuple[InputRef | None, Any]:
-        file = self.base / ref
+        file = Path(os.path.normpath(self.base / ref))  # one cache entry however the path is spelled
         if not file.is_file():
             hint = _similar_file(file)
             what = "is a folder, not a file" if file.exists() else "not found"

@@ -25,7 +25,7 @@ Per job, by recorded status (``state.JobStatus``):
   resubmitted only with ``resubmit_unknown``.
 - FAILED: resubmitted only with ``retry_failed``, and never for moderation.
   A job that failed by timeout or transient errors *while polling* still has a
-  live task: it is re-polled, not resubmitted.
+  live, paid task: any rerun polls it again (no flag needed), never resubmits.
 
 Readings where the issue left room:
 
@@ -41,6 +41,8 @@ Readings where the issue left room:
 - ``max_jobs`` (``--jobs N``) caps jobs in flight across all accounts.
 - A timeout or exhausted transient retries while polling fail the job for this
   run (error_kind "timeout"/"transient") but keep its task id for re-polling.
+- HTTP 401 (credentials rejected) fails the job and stops the account: every
+  other job there would fail the same way.
 - What a provider says in seconds (Retry-After, ETAs, URL expiry) is real
   time and honoured as given (the sandbox scales its own answers);
   ``time_scale`` scales only the runner's own constants (poll intervals,
@@ -380,6 +382,7 @@ class Runner:
         except TransientError as exc:  # e.g. an upload or reconcile that kept failing: a rerun retries
             self._count(job, acct, _JobEnded("not_run", str(exc)))
         except ProviderError as exc:  # e.g. an upload the provider refused: ends only this job
+            self._stop_if_refused(acct, exc)
             self._count(job, acct, _JobEnded("failed", str(exc)))
         finally:
             self._give_slot(job, acct)
@@ -453,11 +456,11 @@ class Runner:
 
         if status is JobStatus.FAILED:
             assert record is not None
-            if not self.options.retry_failed:
-                raise _JobEnded("failed", f"{record.error} (failed in an earlier run; --retry-failed retries)")
-            if record.error_kind == "moderation":
-                raise _JobEnded("failed", f"{record.error} (moderation failures are never retried)")
-            if not (task_id and record.error_kind in _REPOLL_KINDS):
+            if not (task_id and record.error_kind in _REPOLL_KINDS):  # a live, paid task is just polled again
+                if not self.options.retry_failed:
+                    raise _JobEnded("failed", f"{record.error} (failed in an earlier run; --retry-failed retries)")
+                if record.error_kind == "moderation":
+                    raise _JobEnded("failed", f"{record.error} (moderation failures are never retried)")
                 task_id = None
         elif status is JobStatus.UNKNOWN and not self.options.resubmit_unknown:
             raise _JobEnded("unknown", "earlier create request's outcome is unknown; --resubmit-unknown resubmits")
@@ -578,6 +581,7 @@ class Runner:
                 raise _JobEnded("not_run", acct.stopped) from exc
             except PermanentError as exc:
                 self._give_slot(job, acct)
+                self._stop_if_refused(acct, exc)
                 self._fail(job, exc)
             else:
                 if submission is None:  # ambiguous outcome, reconciled as "not created": send again
@@ -611,7 +615,12 @@ class Runner:
     async def _ambiguous(self, job: Job, acct: _AccountRun, exc: TransientError) -> Submission | None:
         """The create request went out but its answer was lost."""
         if acct.client.can_reconcile:
-            found = await self._call(acct, lambda: acct.client.find_task(job.key))
+            try:
+                found = await self._call(acct, lambda: acct.client.find_task(job.key))
+            except ProviderError as lookup:  # still unknown: the record stays SUBMITTING for a rerun
+                self._give_slot(job, acct)
+                raise _JobEnded("not_run", f"create answer lost ({exc}) and the task list is unreadable "
+                                           f"({lookup}); a rerun looks again") from lookup
             if found:
                 self.state.update(job.key, status=JobStatus.IN_FLIGHT, task_id=found)
                 self.emit("job_reconciled", job, task_id=found)
@@ -630,6 +639,12 @@ class Runner:
         self.state.update(job.key, error=str(exc), error_kind=REFUSED)
         self._give_slot(job, acct)
         self.emit(event, job, message=str(exc), delay=round(delay, 3), limit=acct.limiter.limit)
+
+    def _stop_if_refused(self, acct: _AccountRun, error: ProviderError) -> None:
+        """Rejected credentials fail every job alike: stop submitting on that account."""
+        if error.status == 401 and not acct.stopped:
+            acct.stopped = f"credentials rejected: {error}"
+            self.emit("account_stopped", account=acct.account.name, message=acct.stopped)
 
     def _fail(self, job: Job, error: ProviderError, kind: str | None = None) -> None:
         kind = kind or ("moderation" if isinstance(error, ModerationError) else "permanent")

@@ -14,7 +14,7 @@ Readings of the docs (see ../shared/providers/runway-*.md):
 - Both documented 429 bodies ("Account ... is busy executing N tasks" and
   Runway's "too many tasks running or pending") mean the account's slots are
   full: ``BusyError``. Any other 429 is a plain ``RateLimitedError``.
-- 412 or a "not enough credits" message means out of credits (useapi's own
+- 412 or a "... not have enough credits" message means out of credits (useapi's own
   client); a message mentioning moderation is a ``ModerationError``.
 - ``maxJobs`` is not sent: the cap configured on the linked account rules, and
   the runner's adaptive limiter finds the real one from busy answers.
@@ -53,7 +53,7 @@ from lipbatch.providers.base import (
 )
 
 _BUSY_MARKERS = ("is busy executing", "too many tasks")
-_CREDIT_MARKERS = ("not enough credits", "insufficient credits")
+_CREDIT_MARKERS = ("enough credits", "insufficient credits")
 _UPLOAD_CHUNK = 1 << 20
 _LIST_PAGE = 200
 _LIST_MAX_OFFSET = 1000  # documented valid range of ``offset``
