@@ -234,7 +234,6 @@ class _JobEnded(Exception):
 class _AccountRun:
     account: Account
     client: Provider
-    http: httpx.AsyncClient
     limiter: AdaptiveLimiter
     uploads: trio.CapacityLimiter
     stopped: str | None = None
@@ -277,6 +276,7 @@ class Runner:
         self._credits_seen: dict[str, float] = {}  # job key -> credits counted in this run
         self._upload_errors: dict[tuple[str, str], ProviderError] = {}
         self._clients: list[httpx.AsyncClient] = []
+        self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
 
     # -- events
 
@@ -354,8 +354,7 @@ class Runner:
             client = client_class(account.kind)(account, http, self.secrets[name])
             cap = max(1, account.concurrency)
             limiter = AdaptiveLimiter(cap, start=max(2, resumed.get(name, 0)))
-            self.accounts[name] = _AccountRun(account, client, http, limiter,
-                                              trio.CapacityLimiter(max(2, min(cap, 4))))
+            self.accounts[name] = _AccountRun(account, client, limiter, trio.CapacityLimiter(max(2, min(cap, 4))))
         self.download_http = httpx.AsyncClient(transport=_SharedTransport(self.transport), timeout=timeout)
         self._clients.append(self.download_http)
 
@@ -730,12 +729,12 @@ class Runner:
                 interval = min(interval * 1.5, self.options.poll_max * self.scale)
                 wait = self._next_wait(task, sampler, interval)
         self._give_slot(job, acct)
-        self._note_credits(job, acct, task.credits)
         if task.phase is Phase.FAILED:
+            self._note_credits(job, acct, task.credits)
             error = task.error or PermanentError("the provider reported failure without a reason")
             self._fail(job, error)
-        self.state.update(job.key, status=JobStatus.SUCCEEDED, result_url=task.result_url,
-                          result_expires_at=task.result_expires_at)
+        self._note_credits(job, acct, task.credits, status=JobStatus.SUCCEEDED, result_url=task.result_url,
+                           result_expires_at=task.result_expires_at)
         self.emit("job_succeeded", job, task_id=task_id)
         return task
 
@@ -768,10 +767,13 @@ class Runner:
             guess = interval
         return min(high, max(low, guess))
 
-    def _note_credits(self, job: Job, acct: _AccountRun, credits: float | None) -> None:
+    def _note_credits(self, job: Job, acct: _AccountRun, credits: float | None, **fields: Any) -> None:
+        """Record the provider's reported credits (with ``fields``, in one durable write)."""
         if credits is None:
+            if fields:
+                self.state.update(job.key, **fields)
             return
-        self.state.update(job.key, credits=credits)
+        self.state.update(job.key, credits=credits, **fields)
         acct.credits += credits - self._credits_seen.get(job.key, 0.0)
         self._credits_seen[job.key] = credits
         self.summary.credits[acct.account.name] = acct.credits
@@ -786,6 +788,7 @@ class Runner:
         for _attempt in range(self.options.result_attempts):
             if url is None or (expires_at is not None and expires_at - _URL_MARGIN * self.scale <= time.time()):
                 url, expires_at = await self._fresh_url(job, acct, task_id)
+            assert self.download_http is not None
             try:
                 got = await dl.download(self.download_http, url, dest, verify=True,
                                         retry_delay=max(0.001, 0.5 * self.scale))

@@ -163,3 +163,90 @@ async def test_second_run_on_a_locked_state_changes_nothing(tmp_path, media, har
         assert {p: p.read_bytes() for p in project.state_path.parent.glob(project.state_path.name + "*")} == files
     assert h.stats()["requests"] == 0
     assert not project.output_dir.exists()
+
+
+UPLOAD_KINDS = ("runway-lipsync", "runway-act-two-voice", "magichour-lipsync")
+
+
+def upload_requests(stats: dict) -> int:
+    return sum(n for route, n in stats["requests_by_route"].items()
+               if route.startswith("POST") and ("assets" in route or "upload-urls" in route))
+
+
+@pytest.mark.parametrize("kind", UPLOAD_KINDS)
+async def test_each_input_uploaded_once_per_account_and_reused_by_reruns(kind, tmp_path, media, harness):
+    require_client(kind)
+    case = write_manifest(kind, tmp_path, media, jobs=4)
+    h = harness()
+    project = h.project(case.manifest)
+    assert (await h.run(project)).exit_code == EXIT_OK
+    local = {ref.sha256 for job in project.jobs for ref in job.inputs.values() if ref.path is not None}
+    assert upload_requests(h.stats()) == len(local)  # the shared clip went up once for all jobs
+
+    bigger = write_manifest(kind, tmp_path, media, jobs=5)  # one more job on the same clip
+    project = h.project(bigger.manifest)
+    assert (await h.run(project)).done == 1
+    now_local = {ref.sha256 for job in project.jobs for ref in job.inputs.values() if ref.path is not None}
+    assert upload_requests(h.stats()) == len(now_local)  # only the new job's own input was uploaded
+
+
+async def test_merged_jobs_pay_once_and_fill_every_output(tmp_path, media, harness):
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=2)
+    data = yaml.safe_load(case.manifest.read_text())
+    data["jobs"].append({**data["jobs"][0], "output": "copy/{clip}.{lang}.mp4"})
+    case.manifest.write_text(yaml.safe_dump(data, sort_keys=False))
+    h = harness()
+    project = h.project(case.manifest)
+    assert len(project.jobs) == 2 and all(len(job.outputs) == 2 for job in project.jobs)
+
+    summary = await h.run(project)
+
+    assert summary.exit_code == EXIT_OK and summary.done == 2
+    assert h.stats()["creates_total"] == 2
+    assert_all_done(project, read_jobs(project.state_path))
+
+
+async def test_timed_out_job_keeps_its_task_and_a_rerun_polls_it_without_resubmitting(tmp_path, media, harness):
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=2)
+    h = harness(job_seconds=50.0)
+    project = h.project(case.manifest)
+
+    summary = await h.run(project, fast_options(job_timeout=5.0))
+
+    assert summary.failed == 2 and summary.exit_code == EXIT_JOBS_FAILED
+    records = read_jobs(project.state_path)
+    assert {r.error_kind for r in records.values()} == {"timeout"}
+    assert all(r.task_id for r in records.values())
+
+    again = await h.run(project)
+    assert again.exit_code == EXIT_OK and again.done == 2
+    assert h.stats()["creates_total"] == 2
+
+
+async def test_fail_fast_stops_submitting_after_the_first_failure(tmp_path, media, harness):
+    case = write_manifest("runway-lipsync", tmp_path, media, jobs=4, concurrency=1, moderated={0, 1, 2, 3})
+    h = harness(moderate=(MODERATED_WORD,))
+
+    summary = await h.run(case.manifest, fast_options(fail_fast=True))
+
+    assert summary.exit_code == EXIT_JOBS_FAILED
+    assert (summary.failed, summary.not_run) == (1, 3)
+    assert h.stats()["creates_total"] == 1
+    assert any(e.type == "halted" for e in h.events)
+
+
+async def test_jobs_option_caps_jobs_in_flight_across_accounts(tmp_path, media, harness):
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=4, accounts=2, concurrency=3)
+    h = harness()
+    in_flight: dict[str, int] = {}
+    peaks: list[int] = []
+
+    def watch(event) -> None:
+        if event.type == "account":
+            in_flight[event.account] = event.data["in_flight"]
+            peaks.append(sum(in_flight.values()))
+
+    summary = await h.run(case.manifest, fast_options(max_jobs=2), environ=case.env, sink=watch)
+
+    assert summary.exit_code == EXIT_OK and summary.done == 8
+    assert max(peaks) == 2
