@@ -240,6 +240,28 @@ def category(route: str) -> str:
     return "other"
 
 
+class TimingTransport(httpx.AsyncBaseTransport):
+    """Client-side latency of every request, by category (to tell the runner's waits from HTTP time)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport(retries=0)
+        self.latencies: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        start = time.perf_counter()
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.latencies[category(f"{request.method} {request.url.path}")].append(time.perf_counter() - start)
+
+    def mean_ms(self, what: str) -> float:
+        values = self.latencies[what]
+        return 1000 * sum(values) / len(values) if values else float("nan")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def by_category(stats: Mapping[str, Any]) -> dict[str, int]:
     """Provider requests (the sandbox's stats) summed per category."""
     counts = dict.fromkeys(CATEGORIES, 0)

@@ -28,6 +28,7 @@ import trio
 from _common import (
     VIRTUAL_JOB_SECONDS,
     Media,
+    TimingTransport,
     by_category,
     ideal_makespan,
     parser,
@@ -83,10 +84,14 @@ def one_run(sandbox: Any, manifest: Path, options: RunOptions, *, jobs: int, cap
     sandbox.configure(rate_429=faults.get("rate_429", 0.0), rate_5xx=faults.get("rate_5xx", 0.0))
     project = project_on(manifest, sandbox.url)
     trace = Trace()
+    timing = TimingTransport()
 
     async def main() -> tuple[Any, float]:
         trace.start = time.perf_counter()
-        summary = await run_project(project, options, sink=trace, environ={})
+        try:
+            summary = await run_project(project, options, transport=timing, sink=trace, environ={})
+        finally:
+            await timing.aclose()
         return summary, time.perf_counter()
 
     summary, end = trio.run(main)
@@ -94,11 +99,15 @@ def one_run(sandbox: Any, manifest: Path, options: RunOptions, *, jobs: int, cap
     makespan = end - trace.start
     stats = sandbox.stats()
     counts = by_category(stats)
+    busy = trace.mean_in_use(end)
     return {
         "makespan": makespan,
         "ratio": makespan / ideal_makespan(jobs, cap, real_t),
-        "mean_in_use": trace.mean_in_use(end),
+        "busy": busy / cap,
+        "slot_over_t": busy * makespan / jobs / real_t,
         "hold_over_t": trace.hold() / real_t,
+        "create_ms": timing.mean_ms("create"),
+        "poll_ms": timing.mean_ms("poll"),
         "polls_per_job": counts["poll"] / jobs,
         "creates": counts["create"],
         "requests": stats["requests"],
@@ -139,13 +148,13 @@ def main() -> None:
             r = results[label] = one_run(sandbox, manifest, options, jobs=jobs, cap=args.cap,
                                          real_t=args.job_seconds, faults=faults)
             rows.append([label, jobs, args.cap, r["makespan"], ideal_makespan(jobs, args.cap, args.job_seconds),
-                         r["ratio"], r["mean_in_use"], r["hold_over_t"], r["polls_per_job"], r["creates"],
-                         r["requests"], r["faults"]])
+                         r["ratio"], r["busy"], r["slot_over_t"], r["hold_over_t"], r["create_ms"], r["poll_ms"],
+                         r["polls_per_job"], r["creates"], r["requests"], r["faults"]])
     print(f"kind {args.kind}, T = {args.job_seconds} s real = {args.virtual_job_seconds:g} s virtual "
           f"(scale {scale:.4g}); poll {options.poll_min:g}..{options.poll_max:g} s virtual, "
           f"pace {options.request_rate and options.request_rate * scale:g} req/virtual s")
-    print(table(["run", "N", "C", "makespan s", "ideal s", "ratio", "slots busy", "hold/T", "polls/job",
-                 "creates", "requests", "faults"], rows))
+    print(table(["run", "N", "C", "makespan s", "ideal s", "ratio", "busy", "slot/T", "hold/T", "create ms",
+                 "poll ms", "polls/job", "creates", "requests", "faults"], rows))
     clean, faulted = results["clean"]["ratio"], results["429 20% + 5xx 5%"]["ratio"]
     print(f"makespan/ideal: clean {clean:.3f} (goal <= 1.05), faults {faulted:.3f} (goal <= 1.25)")
 

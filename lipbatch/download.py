@@ -45,7 +45,6 @@ import httpx
 import trio
 
 from lipbatch.errors import PermanentError, ProviderError, TransientError
-from lipbatch.hashing import _file_sha256
 from lipbatch.media import MediaError, verify_playable
 from lipbatch.providers.base import error_message, parse_retry_after
 from lipbatch.state import fsync_directory
@@ -71,11 +70,6 @@ class ResultExpiredError(ProviderError):
 
 class CorruptDownloadError(TransientError):
     """The transfer completed but the bytes are not a playable video (removed, never renamed)."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks (to check outputs a rerun finds on disk)."""
-    return _file_sha256(Path(path))
 
 
 def _safe_url(url: httpx.URL | str) -> str:

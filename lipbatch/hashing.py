@@ -35,7 +35,8 @@ def cache_path_for(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".hashes.json")
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (memory flat whatever the size)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -54,7 +55,7 @@ class HashCache:
         self,
         path: Path | None = None,
         *,
-        reader: Callable[[Path], str] = _file_sha256,
+        reader: Callable[[Path], str] = file_sha256,
         prober: Callable[[Path], MediaInfo] = probe,
     ):
         self.path = path

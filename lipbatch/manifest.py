@@ -58,7 +58,8 @@ from lipbatch.errors import ManifestError
 from lipbatch.hashing import HashCache
 from lipbatch.media import MediaError, media_type
 from lipbatch.model import Account, InputRef, Job, Project
-from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS
+from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, client_class
+from lipbatch.providers.aimlapi_pixverse import DATA_URI_LIMIT_BYTES
 
 SCHEMA_ID = "https://lipbatch.dev/schemas/manifest.schema.json"
 _SCHEMA_CANDIDATES = (
@@ -78,7 +79,6 @@ DEFAULT_CONCURRENCY: dict[str, int] = {
 TEMPLATE_FIELDS = ("clip", "script", "lang", "voice", "provider")
 TTS_CHARS_PER_SECOND = 15.0
 ACT_TWO_SECONDS = (3.0, 30.0)
-PIXVERSE_DATA_URI_LIMIT = 20 * 1024 * 1024
 _DURATION_SLACK = 0.05  # container durations round; a window may end a frame past the probed end
 _OPTION_PARAMS = ("exploreMode", "model_id", "generation_mode", "max_fps_limit", "aspect_ratio",
                   "model_version", "captions", "background_url")
@@ -671,16 +671,16 @@ class _Checker:
         return vid
 
     def check_size(self, path: JsonPath, ref: InputRef, account: str) -> bool:
-        if ref.size is not None and ref.size > PIXVERSE_DATA_URI_LIMIT:
+        if ref.size is not None and ref.size > DATA_URI_LIMIT_BYTES:
             self.add(path, f"'{ref.path.name if ref.path else ref.url}' is {ref.size / 2**20:.1f} MiB: PixVerse (AI/ML API) gets local files as "
-                           f"inline data URIs, capped at {PIXVERSE_DATA_URI_LIMIT // 2**20} MiB per file; host it "
+                           f"inline data URIs, capped at {DATA_URI_LIMIT_BYTES // 2**20} MiB per file; host it "
                            f"and give an https URL (account '{account}')", once=("size", ref.path))
             return False
         return True
 
     def check_uploadable(self, path: JsonPath, ref: InputRef, account: Account) -> bool:
         """Runway (useapi.net) only takes uploaded assets: a URL input cannot be sent."""
-        if ref.url is not None and account.kind in ("runway-lipsync", "runway-act-two-voice"):
+        if ref.url is not None and not client_class(account.kind).accepts_input_urls:
             self.add(path, f"{_KIND_LABEL[account.kind]} (useapi.net) takes uploaded files only, not URLs: "
                            f"download it and give the local path (account '{account.name}')",
                      once=("url", path, account.kind))

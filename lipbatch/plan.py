@@ -32,7 +32,7 @@ STATUS_NAMES: dict[str, str] = {
     JobStatus.FAILED: "failed",
     JobStatus.UNKNOWN: "unknown",
 }
-STATUSES = ("new", "changed", "in flight", "unknown", "failed", "done")
+STATUSES = ("new", "changed", "waiting", "in flight", "unknown", "failed", "done")
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, 
     """The plan status of ``job``; ``owners`` maps each recorded output path to its key."""
     record = records.get(job.key)
     if record is not None:
+        if record.no_task_exists:
+            return "waiting"  # refused or out of credits before: nothing was created or paid
         return STATUS_NAMES.get(record.status, str(record.status))
     if any(owners.get(out, job.key) != job.key for out in job.outputs):
         return "changed"

@@ -79,14 +79,13 @@ from lipbatch.errors import (
     RateLimitedError,
     TransientError,
 )
+from lipbatch.hashing import file_sha256
 from lipbatch.limits import AdaptiveLimiter, Backoff, TokenBucket
 from lipbatch.model import Account, InputRef, Job, Project
 from lipbatch.providers import SANDBOX_PREFIXES, client_class
 from lipbatch.providers.base import Phase, Provider, Submission, TaskState, Upload
-from lipbatch.state import JobRecord, JobStatus, State
+from lipbatch.state import REFUSED, JobRecord, JobStatus, State
 
-REFUSED = "refused"  # error_kind of a SUBMITTING record whose last POST created nothing
-_NOT_CREATED = (REFUSED, "out_of_credits")
 _REPOLL_KINDS = ("timeout", "transient")
 _URL_MARGIN = 30.0  # seconds before a result URL's expiry at which it is no longer used
 
@@ -432,7 +431,7 @@ class Runner:
         try:
             if record.output_size is not None and path.stat().st_size != record.output_size:
                 return False
-            return dl.file_sha256(path) == record.output_sha256
+            return file_sha256(path) == record.output_sha256
         except OSError:
             return False
 
@@ -465,7 +464,7 @@ class Runner:
             raise _JobEnded("unknown", "earlier create request's outcome is unknown; --resubmit-unknown resubmits")
         elif status is JobStatus.SUBMITTING:
             assert record is not None
-            if record.error_kind not in _NOT_CREATED:
+            if not record.no_task_exists:
                 task_id = await self._reconcile(job, acct)
         elif status in (JobStatus.SUCCEEDED, JobStatus.DONE) and task_id:
             await self._fetch(job, acct, task_id, record.result_url, record.result_expires_at)
@@ -574,9 +573,7 @@ class Runner:
             except OutOfCreditsError as exc:
                 self.state.update(job.key, error=exc.message, error_kind="out_of_credits")
                 self._give_slot(job, acct)
-                if not acct.stopped:
-                    acct.stopped = f"out of credits: {exc.message}"
-                    self.emit("account_stopped", account=job.account, message=acct.stopped)
+                self._stop_account(acct, f"out of credits: {exc.message}")
                 raise _JobEnded("not_run", acct.stopped) from exc
             except PermanentError as exc:
                 self._give_slot(job, acct)
@@ -641,9 +638,14 @@ class Runner:
 
     def _stop_if_refused(self, acct: _AccountRun, error: ProviderError) -> None:
         """Rejected credentials fail every job alike: stop submitting on that account."""
-        if error.status == 401 and not acct.stopped:
-            acct.stopped = f"credentials rejected: {error}"
-            self.emit("account_stopped", account=acct.account.name, message=acct.stopped)
+        if error.status == 401:
+            self._stop_account(acct, f"credentials rejected: {error}")
+
+    def _stop_account(self, acct: _AccountRun, reason: str) -> None:
+        """No new submissions on this account (other accounts go on); the first reason sticks."""
+        if not acct.stopped:
+            acct.stopped = reason
+            self.emit("account_stopped", account=acct.account.name, message=reason)
 
     def _fail(self, job: Job, error: ProviderError, kind: str | None = None) -> None:
         kind = kind or ("moderation" if isinstance(error, ModerationError) else "permanent")
@@ -732,6 +734,9 @@ class Runner:
         if task.phase is Phase.FAILED:
             self._note_credits(job, acct, task.credits)
             error = task.error or PermanentError("the provider reported failure without a reason")
+            if isinstance(error, OutOfCreditsError):
+                self._stop_account(acct, f"out of credits: {error.message}")
+                self._fail(job, error, "out_of_credits")
             self._fail(job, error)
         self._note_credits(job, acct, task.credits, status=JobStatus.SUCCEEDED, result_url=task.result_url,
                            result_expires_at=task.result_expires_at)

@@ -88,6 +88,10 @@ class JobStatus(StrEnum):
     FAILED = "failed"  # terminal failure (error, error_kind set)
 
 
+REFUSED = "refused"  # error_kind of a SUBMITTING record whose last POST created nothing
+NOT_CREATED = (REFUSED, "out_of_credits")
+
+
 @dataclass
 class JobRecord:
     """One job's durable progress. Read it freely; change it only through ``State.update``."""
@@ -105,8 +109,15 @@ class JobRecord:
     output_sha256: str | None = None
     output_size: int | None = None
     error: str | None = None  # provider's reason (never secrets)
-    error_kind: str | None = None  # "moderation" | "permanent" | "out_of_credits" | "transient" | "timeout" | "unknown"
+    # "moderation" | "permanent" | "out_of_credits" | "transient" | "timeout" | "unknown" | "refused"
+    error_kind: str | None = None
     updated_at: float = 0.0
+
+    @property
+    def no_task_exists(self) -> bool:
+        """A SUBMITTING record whose last create was definitely refused: nothing was created, so
+        resubmitting cannot pay twice."""
+        return self.status is JobStatus.SUBMITTING and self.error_kind in NOT_CREATED
 
 
 @dataclass

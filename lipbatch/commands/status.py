@@ -19,8 +19,7 @@ from rich.table import Table
 from lipbatch.errors import EXIT_OK
 from lipbatch.manifest import load_project
 from lipbatch.plan import job_status
-from lipbatch.runner import REFUSED
-from lipbatch.state import JobRecord, JobStatus, read_jobs
+from lipbatch.state import JobRecord, read_jobs
 
 HELP = "show each job's status from the state file"
 
@@ -33,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def status_name(record: JobRecord | None, fallback: str) -> str:
     if record is None:
         return fallback
-    if record.status is JobStatus.SUBMITTING and record.error_kind in (REFUSED, "out_of_credits"):
+    if record.no_task_exists:
         return "waiting"
     return str(record.status)
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import trio
 
-from lipbatch.download import CorruptDownloadError, Downloaded, ResultExpiredError, download, file_sha256
+from lipbatch.download import CorruptDownloadError, Downloaded, ResultExpiredError, download
 from lipbatch.errors import PermanentError, TransientError
+from lipbatch.hashing import file_sha256
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from lipbatch.download import file_sha256
+from lipbatch.hashing import file_sha256
 from lipbatch.manifest import load_project
 from lipbatch.model import Project
 from lipbatch.runner import Event, RunOptions, RunSummary, point_at_sandbox, run_project

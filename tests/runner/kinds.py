@@ -1,7 +1,6 @@
 """A small valid manifest (plus media) for each of the five provider kinds.
 
-Every end-to-end runner test is parametrized over ``KINDS``; ``case(kind)``
-skips (``pytest.importorskip``) a kind whose client module does not exist yet.
+Every end-to-end runner test is parametrized over ``KINDS``.
 Media come from tests/manifest/mediagen.py (tiny, so renders stay fast).
 """
 
@@ -12,7 +11,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "manifest"))
@@ -169,9 +167,4 @@ def write_manifest(kind: str, directory: Path, media: Media, *, jobs: int = 3, c
     return Case(kind, path, jobs * len(names), names[0], env)
 
 
-def require_client(kind: str) -> None:
-    """Skip when the kind's client module is not written yet."""
-    pytest.importorskip(MODULES[kind])
-
-
-__all__ = ["KINDS", "TEXT_KINDS", "Case", "Media", "write_manifest", "require_client", "MODERATED_WORD"]
+__all__ = ["KINDS", "TEXT_KINDS", "Case", "Media", "write_manifest", "MODERATED_WORD"]

@@ -13,7 +13,6 @@ from kinds import (
     KINDS,
     MODERATED_WORD,
     TEXT_KINDS,
-    require_client,
     sandbox_account,
     write_manifest,
 )
@@ -29,7 +28,6 @@ DURATION_TOLERANCE = 0.35  # seconds: audio codec padding and frame rounding
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_run_produces_playable_outputs_of_the_scripts_length(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=3)
     h = harness()
     project = h.project(case.manifest)
@@ -51,7 +49,6 @@ async def test_run_produces_playable_outputs_of_the_scripts_length(kind, tmp_pat
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_rerun_of_finished_manifest_sends_no_requests(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=2)
     h = harness()
     first = await h.run(case.manifest)
@@ -70,7 +67,6 @@ async def test_rerun_of_finished_manifest_sends_no_requests(kind, tmp_path, medi
 @pytest.mark.parametrize("kind", KINDS)
 async def test_outputs_restored_without_paying_again(kind, tmp_path, media, harness):
     """A renamed output path is copied from the finished one; a deleted output is fetched again."""
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=2)
     h = harness()
     assert (await h.run(case.manifest)).exit_code == EXIT_OK
@@ -97,7 +93,6 @@ async def test_outputs_restored_without_paying_again(kind, tmp_path, media, harn
 
 @pytest.mark.parametrize("kind", TEXT_KINDS)
 async def test_moderation_fails_only_that_job_and_is_never_retried(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=3, moderated={1})
     h = harness(moderate=(MODERATED_WORD,))
     project = h.project(case.manifest)
@@ -120,7 +115,6 @@ async def test_moderation_fails_only_that_job_and_is_never_retried(kind, tmp_pat
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_out_of_credits_stops_only_that_account(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=2, accounts=2, concurrency=1)
     h = harness(credits=1e9)
     project = h.project(case.manifest)
@@ -175,7 +169,6 @@ def upload_requests(stats: dict) -> int:
 
 @pytest.mark.parametrize("kind", UPLOAD_KINDS)
 async def test_each_input_uploaded_once_per_account_and_reused_by_reruns(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=4)
     h = harness()
     project = h.project(case.manifest)

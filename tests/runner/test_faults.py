@@ -13,7 +13,6 @@ from kinds import (
     KINDS,
     MODERATED_WORD,
     TEXT_KINDS,
-    require_client,
     sandbox_account,
     write_manifest,
 )
@@ -33,7 +32,6 @@ pytestmark = pytest.mark.anyio
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_every_job_done_under_faults(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=6 if kind == "runway-act-two-voice" else 8)
     h = harness(rate_429=0.2, rate_5xx=0.05, rate_reset=0.05, rate_truncate=0.05, seed=7)
     project = h.project(case.manifest)
@@ -55,7 +53,6 @@ async def test_every_job_done_under_faults(kind, tmp_path, media, harness):
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_busy_provider_all_done_within_its_cap_without_spinning(kind, tmp_path, media, harness):
-    require_client(kind)
     jobs = 6 if kind == "runway-act-two-voice" else 10
     case = write_manifest(kind, tmp_path, media, jobs=jobs, concurrency=5)
     h = harness(max_jobs=2)
@@ -87,7 +84,6 @@ async def test_busy_provider_all_done_within_its_cap_without_spinning(kind, tmp_
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_expired_result_urls_are_refreshed(kind, tmp_path, media, harness):
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=2)
     h = harness(download_ttl=50.0)
 
@@ -106,7 +102,6 @@ async def test_expired_result_urls_are_refreshed(kind, tmp_path, media, harness)
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_no_secret_in_state_journal_logs_or_json(kind, tmp_path, media, harness):
-    require_client(kind)
     moderated = {0} if kind in TEXT_KINDS else set()
     case = write_manifest(kind, tmp_path, media, jobs=3, accounts=2, moderated=moderated)
     secrets = {var: f"s3cr3t-{var.lower()}-value-{i}" for i, var in enumerate(sorted(case.env))}
@@ -133,7 +128,6 @@ async def test_no_secret_in_state_journal_logs_or_json(kind, tmp_path, media, ha
 @pytest.mark.parametrize("kind", KINDS)
 async def test_faults_over_real_loopback_sockets(kind, tmp_path, media):
     """The same fault mix through hypercorn: resets and truncations are real closed connections."""
-    require_client(kind)
     case = write_manifest(kind, tmp_path, media, jobs=5)
     app = build_app(SandboxConfig(**(FAST_SANDBOX | {"rate_429": 0.2, "rate_5xx": 0.05, "rate_reset": 0.05,
                                                      "rate_truncate": 0.05, "seed": 11})))
