@@ -243,3 +243,32 @@ async def test_jobs_option_caps_jobs_in_flight_across_accounts(tmp_path, media, 
 
     assert summary.exit_code == EXIT_OK and summary.done == 8
     assert max(peaks) == 2
+
+
+async def test_credits_running_out_during_a_task_stop_that_account(tmp_path, media, harness, monkeypatch):
+    """Some providers report exhausted credits as a task failure, not as an HTTP error."""
+    from lipbatch.errors import OutOfCreditsError
+    from lipbatch.providers import magichour
+    from lipbatch.providers.base import Phase, TaskState
+
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=3, concurrency=1)
+    h = harness()
+    project = h.project(case.manifest)
+    real_poll = magichour.Client.poll
+    failed_once: list[str] = []
+
+    async def poll(self, task_id):
+        if not failed_once:
+            failed_once.append(task_id)
+            return TaskState(Phase.FAILED, "error", error=OutOfCreditsError("insufficient credits"))
+        return await real_poll(self, task_id)
+
+    monkeypatch.setattr(magichour.Client, "poll", poll)
+    summary = await h.run(project, environ=case.env)
+
+    records = read_jobs(project.state_path)
+    kinds = sorted(r.error_kind or "" for r in records.values())
+    assert kinds.count("out_of_credits") == 1
+    assert [e.type for e in h.events].count("account_stopped") == 1
+    assert h.stats()["creates_total"] == 1  # nothing more was submitted on that account
+    assert summary.failed == 1 and summary.not_run == len(project.jobs) - 1
