@@ -279,7 +279,7 @@ def ideal_makespan(jobs: int, cap: int, job_seconds: float) -> float:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain fixed-width table (floats to 3 significant places)."""
+    """A plain fixed-width table: text left, numbers right (floats to 3 significant places)."""
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -287,9 +287,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines += ["  ".join(c.ljust(w) if isinstance(v, str) else c.rjust(w)
+                        for c, v, w in zip(cells[i], row, widths, strict=True)).rstrip()
+              for i, row in enumerate(rows)]
     return "\n".join(lines)
 
 

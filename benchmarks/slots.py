@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 from _common import (
+    BENCH_KINDS,
     VIRTUAL_JOB_SECONDS,
     Media,
     TimingTransport,
@@ -49,10 +50,12 @@ FAULTS = {"rate_429": 0.20, "rate_5xx": 0.05}
 class Trace:
     """Slot occupancy over time and each job's slot-holding interval, from runner events."""
 
+    job_seconds: float = 1.0
     start: float = 0.0
     samples: list[tuple[float, int]] = dataclasses.field(default_factory=list)
     submitted: dict[str, float] = dataclasses.field(default_factory=dict)
     succeeded: dict[str, float] = dataclasses.field(default_factory=dict)
+    started: dict[str, float] = dataclasses.field(default_factory=dict)  # estimated from progress
 
     def __call__(self, event: Event) -> None:
         now = time.perf_counter()
@@ -62,6 +65,9 @@ class Trace:
             self.submitted.setdefault(event.job, now)
         elif event.type == "job_succeeded" and event.job:
             self.succeeded[event.job] = now
+        elif (event.type == "job_progress" and event.job and event.job not in self.started
+              and event.data.get("phase") == "running" and event.data.get("progress") is not None):
+            self.started[event.job] = now - float(event.data["progress"]) * self.job_seconds
 
     def mean_in_use(self, end: float) -> float:
         """Time-weighted mean of slots held between the run's start and ``end``."""
@@ -77,13 +83,18 @@ class Trace:
         spans = [self.succeeded[k] - t for k, t in self.submitted.items() if k in self.succeeded]
         return mean(spans) if spans else float("nan")
 
+    def pickup(self) -> float:
+        """Mean seconds from accepted create to the provider starting the task (kinds reporting progress)."""
+        spans = [t - self.submitted[k] for k, t in self.started.items() if k in self.submitted]
+        return mean(spans) if spans else float("nan")
+
 
 def one_run(sandbox: Any, manifest: Path, options: RunOptions, *, jobs: int, cap: int, real_t: float,
             faults: dict[str, float]) -> dict[str, Any]:
     sandbox.reset()
     sandbox.configure(rate_429=faults.get("rate_429", 0.0), rate_5xx=faults.get("rate_5xx", 0.0))
     project = project_on(manifest, sandbox.url)
-    trace = Trace()
+    trace = Trace(job_seconds=real_t)
     timing = TimingTransport()
 
     async def main() -> tuple[Any, float]:
@@ -106,6 +117,7 @@ def one_run(sandbox: Any, manifest: Path, options: RunOptions, *, jobs: int, cap
         "busy": busy / cap,
         "slot_over_t": busy * makespan / jobs / real_t,
         "hold_over_t": trace.hold() / real_t,
+        "pickup_over_t": trace.pickup() / real_t,
         "create_ms": timing.mean_ms("create"),
         "poll_ms": timing.mean_ms("poll"),
         "polls_per_job": counts["poll"] / jobs,
@@ -119,44 +131,50 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, help="N (default 200, --quick 50)")
     p.add_argument("--cap", type=int, default=5, help="C, the account's concurrency (default 5)")
-    p.add_argument("--job-seconds", type=float, default=0.2, help="T: real seconds per job (default 0.2)")
+    p.add_argument("--job-seconds", type=float, nargs="+", default=[0.2, 1.0],
+                   help="T: real seconds per job, one run pair per value (default 0.2 1.0)")
     p.add_argument("--virtual-job-seconds", type=float, default=VIRTUAL_JOB_SECONDS,
                    help="the same job in the provider's seconds (sets the time scale; default 60)")
-    p.add_argument("--kind", default="runway-lipsync", help="provider kind (default runway-lipsync)")
+    p.add_argument("--kind", nargs="+", default=["runway-lipsync"], choices=BENCH_KINDS,
+                   help="provider kind(s) (default runway-lipsync)")
     p.add_argument("--real-render", action="store_true", help="keep the emulators' own renders")
     p.add_argument("--poll-min", type=float, help="override RunOptions.poll_min (virtual s; default 3)")
     p.add_argument("--poll-max", type=float, help="override RunOptions.poll_max (virtual s; default 30)")
     args = p.parse_args()
     jobs = args.jobs or (50 if args.quick else 200)
-    scale = args.job_seconds / args.virtual_job_seconds
-    options = scaled_options(scale)
-    if args.poll_min is not None:
-        options = dataclasses.replace(options, poll_min=args.poll_min)
-    if args.poll_max is not None:
-        options = dataclasses.replace(options, poll_max=args.poll_max)
+    cap = args.cap
+    tuned = {name: value for name, value in (("poll_min", args.poll_min), ("poll_max", args.poll_max))
+             if value is not None}
 
-    config = {"job_seconds": args.virtual_job_seconds, "time_scale": scale, "max_jobs": args.cap,
-              # useapi's emulator: Runway itself runs C at once and queues none (default 2 + 1)
-              "extra": {"runway_capacity": args.cap, "runway_queue": 0}}
     rows = []
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp, served_sandbox(real_render=args.real_render, **config) as sandbox:
+    headline = []
+    with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp, \
+            served_sandbox(real_render=args.real_render) as sandbox:
         media = Media(Path(tmp) / "media")
-        for label, faults in (("clean", {}), ("429 20% + 5xx 5%", FAULTS)):
-            manifest, _env = write_manifest(Path(tmp) / label.split()[0], media, jobs, kind=args.kind,
-                                            concurrency=args.cap)
-            r = results[label] = one_run(sandbox, manifest, options, jobs=jobs, cap=args.cap,
-                                         real_t=args.job_seconds, faults=faults)
-            rows.append([label, jobs, args.cap, r["makespan"], ideal_makespan(jobs, args.cap, args.job_seconds),
-                         r["ratio"], r["busy"], r["slot_over_t"], r["hold_over_t"], r["create_ms"], r["poll_ms"],
-                         r["polls_per_job"], r["creates"], r["requests"], r["faults"]])
-    print(f"kind {args.kind}, T = {args.job_seconds} s real = {args.virtual_job_seconds:g} s virtual "
-          f"(scale {scale:.4g}); poll {options.poll_min:g}..{options.poll_max:g} s virtual, "
-          f"pace {options.request_rate and options.request_rate * scale:g} req/virtual s")
-    print(table(["run", "N", "C", "makespan s", "ideal s", "ratio", "busy", "slot/T", "hold/T", "create ms",
-                 "poll ms", "polls/job", "creates", "requests", "faults"], rows))
-    clean, faulted = results["clean"]["ratio"], results["429 20% + 5xx 5%"]["ratio"]
-    print(f"makespan/ideal: clean {clean:.3f} (goal <= 1.05), faults {faulted:.3f} (goal <= 1.25)")
+        for kind in args.kind:
+            for real_t in args.job_seconds:
+                scale = real_t / args.virtual_job_seconds
+                options = scaled_options(scale, **tuned)
+                # useapi's emulator: Runway itself runs C at once and queues none (default 2 + 1)
+                sandbox.configure(job_seconds=args.virtual_job_seconds, time_scale=scale, max_jobs=cap,
+                                  extra={"runway_capacity": cap, "runway_queue": 0})
+                ratios = []
+                for label, faults in (("clean", {}), ("429+5xx", FAULTS)):
+                    manifest, _env = write_manifest(Path(tmp) / f"{kind}-{real_t}-{label}", media, jobs,
+                                                    kind=kind, concurrency=cap)
+                    r = one_run(sandbox, manifest, options, jobs=jobs, cap=cap, real_t=real_t, faults=faults)
+                    ratios.append(r["ratio"])
+                    rows.append([kind, real_t, label, jobs, cap, r["makespan"], ideal_makespan(jobs, cap, real_t),
+                                 r["ratio"], r["busy"], r["slot_over_t"], r["hold_over_t"], r["pickup_over_t"], r["create_ms"],
+                                 r["poll_ms"], r["polls_per_job"], r["creates"], r["requests"], r["faults"]])
+                headline.append(f"{kind} T={real_t:g}s clean {ratios[0]:.3f} faults {ratios[1]:.3f}")
+    options = scaled_options(1.0, **tuned)
+    print(f"T real = {args.virtual_job_seconds:g} s virtual; runner: poll {options.poll_min:g}..{options.poll_max:g}"
+          f" s, pace {options.request_rate:g} req/s (virtual); faults = 20 % 429 + 5 % 5xx; "
+          f"{'real' if args.real_render else 'pre-rendered'} results")
+    print(table(["kind", "T s", "run", "N", "C", "makespan s", "ideal s", "ratio", "busy", "slot/T", "hold/T",
+                 "pickup/T", "create ms", "poll ms", "polls/job", "creates", "requests", "faults"], rows))
+    print("makespan/ideal (goals: clean <= 1.05, faults <= 1.25): " + "; ".join(headline))
 
 
 if __name__ == "__main__":

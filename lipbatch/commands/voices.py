@@ -19,7 +19,6 @@ Also the shared plumbing of ``lipbatch avatars``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -32,11 +31,12 @@ import trio
 import yaml
 
 from lipbatch.errors import EXIT_OK, UsageError
-from lipbatch.model import KINDS, Account
-from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, SANDBOX_PREFIXES, client_class, useapi
+from lipbatch.manifest import did_you_mean
+from lipbatch.model import KINDS, Account, Project
+from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, client_class
 from lipbatch.providers.aimlapi_pixverse import PIXVERSE_SPEAKERS
-from lipbatch.providers.base import request_json
-from lipbatch.runner import resolve_secrets
+from lipbatch.providers.useapi import UseapiClient
+from lipbatch.runner import point_at_sandbox, resolve_secrets
 
 HELP = "list the voice ids a provider account offers (for the manifest's voices section)"
 
@@ -64,12 +64,12 @@ def load_account(provider: str, manifest: Path | None) -> Account:
     spec = _manifest_account(provider, manifest) if manifest is not None else None
     if spec is None:
         if provider not in KINDS:
-            raise UsageError(f"{provider!r} is not a kind ({', '.join(KINDS)}); "
+            raise UsageError(f"{provider!r} is not a kind ({', '.join(KINDS)}){did_you_mean(provider, KINDS)}; "
                              "to use a manifest's account, pass --manifest FILE")
-        return Account(provider, provider, DEFAULT_BASE_URLS[provider], DEFAULT_CREDENTIALS[provider], 1)
+        spec = {"kind": provider}
     kind = spec.get("kind")
     if kind not in KINDS:
-        raise UsageError(f"account {provider!r} has unknown kind {kind!r}")
+        raise UsageError(f"account {provider!r} has unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}")
     credentials = {**DEFAULT_CREDENTIALS[kind], **(spec.get("credentials") or {})}
     return Account(provider, kind, spec.get("base_url") or DEFAULT_BASE_URLS[kind], credentials,
                    int(spec.get("concurrency") or 1), dict(spec.get("options") or {}))
@@ -87,24 +87,30 @@ def _manifest_account(provider: str, manifest: Path) -> dict[str, Any] | None:
         return spec
     if provider in KINDS:
         return None
-    names = ", ".join(providers) if isinstance(providers, dict) else "none"
-    raise UsageError(f"{manifest} has no provider account {provider!r} (accounts: {names})")
+    accounts = list(providers) if isinstance(providers, dict) else []
+    raise UsageError(f"{manifest} has no provider account {provider!r}{did_you_mean(provider, accounts)} "
+                     f"(accounts: {', '.join(accounts) or 'none'})")
+
+
+def at_sandbox(account: Account, url: str) -> Account:
+    """``account`` moved onto a sandbox at ``url``, mapped exactly as ``lipbatch run`` maps it."""
+    alone = Project(manifest_path=Path(), output_dir=Path(), state_path=Path(), accounts={account.name: account},
+                    jobs=())
+    return point_at_sandbox(alone, url).accounts[account.name]
 
 
 @asynccontextmanager
 async def open_catalog(args: argparse.Namespace, account: Account) -> AsyncIterator[tuple[Account, httpx.AsyncClient]]:
     """The account (re-pointed at a sandbox when asked) and an HTTP client to reach it."""
-    prefix = SANDBOX_PREFIXES[account.kind]
     if args.sandbox:
         from lipbatch.sandbox.app import build_app
         from lipbatch.sandbox.core import SandboxConfig
 
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=build_app(SandboxConfig()))
-        account = dataclasses.replace(account, base_url=SANDBOX_HOST + prefix)
     else:
         transport = httpx.AsyncHTTPTransport(retries=2)
-        if args.sandbox_url:
-            account = dataclasses.replace(account, base_url=args.sandbox_url.rstrip("/") + prefix)
+    if url := SANDBOX_HOST if args.sandbox else args.sandbox_url:
+        account = at_sandbox(account, url)
     async with httpx.AsyncClient(transport=transport, timeout=30, follow_redirects=True) as http:
         yield account, http
 
@@ -145,12 +151,10 @@ def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, title: str) 
     console.print(table)
 
 
-async def useapi_voices(client: useapi.UseapiClient) -> list[Row]:
-    """useapi.net's lip-sync voice catalogue (``GET /lipsync/voices/``), one row per voiceId."""
-    answer = await request_json(client.http, "GET", f"{client.base_url}/lipsync/voices/",
-                                headers=client._headers, classify=useapi.classify)
+async def useapi_voices(client: UseapiClient) -> list[Row]:
+    """useapi.net's lip-sync voice catalogue, one row per voiceId."""
     rows = []
-    for voice in answer if isinstance(answer, list) else []:
+    for voice in await client.list_voices():
         labels = voice.get("labels") if isinstance(voice.get("labels"), dict) else {}
         rows.append({"id": voice.get("voiceId"), "name": voice.get("name"), "gender": labels.get("gender"),
                      "accent": labels.get("accent"), "age": labels.get("age"), "use_case": labels.get("use case"),

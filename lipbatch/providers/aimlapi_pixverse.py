@@ -18,8 +18,8 @@ Readings chosen where the docs are ambiguous or silent:
   ``{detail: [{loc, msg, ...}]}`` (other AIML video models), the generic
   ``{message, path, requestId, statusCode, timestamp}`` (its details in
   ``detail``/``details``/``errors`` lists are appended), or a bare string.
-- Classification heuristics on the provider's text (``classify_text``, shared
-  with Creatify; ``_TRANSIENT``): a 403 (or failure) saying the account ran out
+- Classification heuristics on the provider's text (``base.classify_text``,
+  shared by every kind): a 403 (or failure) saying the account ran out
   of credits / must top up / has not enough credits -> ``OutOfCreditsError``;
   words of content moderation ("moderat...", "nsfw", "sensitive",
   "inappropriate", "offensive", "content polic...", "violat...", "prohibited",
@@ -38,31 +38,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import trio
 
-from lipbatch.errors import (
-    ModerationError,
-    OutOfCreditsError,
-    PermanentError,
-    ProviderError,
-    TransientError,
-)
-from lipbatch.model import Account, InputRef, Job
-from lipbatch.providers import DEFAULT_CREDENTIALS
+from lipbatch.errors import PermanentError, ProviderError
+from lipbatch.model import InputRef, Job
 from lipbatch.providers.base import (
+    HttpClient,
     Phase,
     Submission,
     TaskState,
     Upload,
     classify_response,
-    error_message,
-    request_json,
+    classify_text,
+    json_number,
+    json_object,
+    refine_by_text,
+    submission_from,
 )
 
 log = logging.getLogger(__name__)
@@ -84,15 +80,6 @@ PENDING_STATUSES = frozenset({"queued", "waiting"})
 RUNNING_STATUSES = frozenset({"generating"})
 SUCCESS_STATUSES = frozenset({"completed", "succeeded"})
 FAILURE_STATUSES = frozenset({"error", "failed"})
-
-_MODERATION = re.compile(
-    r"moderat|nsfw|sensitive|inappropriate|offensive|content polic|violat|prohibited|unsafe", re.IGNORECASE
-)
-_OUT_OF_CREDITS = re.compile(
-    r"out of credit|top up|insufficient (credit|balance|fund)|enough (credit|balance)|no (remaining )?credits"
-    r"|credits? exhausted",
-    re.IGNORECASE,
-)
 
 
 def describe_error(error: Any) -> str:
@@ -120,26 +107,14 @@ def describe_error(error: Any) -> str:
     return str(error)[:300]
 
 
-def classify_text(message: str, status: int | None, default: type[ProviderError]) -> ProviderError:
-    """Providers that document no error codes: out of credits and moderation told by their words."""
-    if _OUT_OF_CREDITS.search(message):
-        return OutOfCreditsError(message, status=status)
-    if _MODERATION.search(message):
-        return ModerationError(message, status=status)
-    return default(message, status=status)
-
-
 def classify(response: httpx.Response) -> ProviderError:
     """Base classification, refined: credits (403) and moderation are recognised by their text."""
-    error = classify_response(response)
-    if response.status_code == 429 or response.status_code >= 500:
-        return error
     try:
         body = response.json()
     except ValueError:
         body = None
-    message = describe_error(body) if isinstance(body, (Mapping, list)) else error_message(response)
-    return classify_text(message or error.message, response.status_code, type(error))
+    message = describe_error(body) if isinstance(body, (Mapping, list)) else None
+    return refine_by_text(classify_response(response), message)
 
 
 def _failure(error: Any, raw_status: str) -> ProviderError:
@@ -161,7 +136,7 @@ def _credits(body: Mapping[str, Any]) -> float | None:
     meta = body.get("meta")
     usage = meta.get("usage") if isinstance(meta, Mapping) else None
     value = usage.get("credits_used") if isinstance(usage, Mapping) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return json_number(value)
 
 
 _unknown_seen: set[str] = set()
@@ -169,8 +144,7 @@ _unknown_seen: set[str] = set()
 
 def parse_state(body: Any) -> TaskState:
     """A generation body (create or poll answer) in common terms."""
-    if not isinstance(body, Mapping):
-        raise TransientError(f"unexpected generation body: {str(body)[:200]}")
+    body = json_object(body, "generation body")
     raw = str(body.get("status") or "")
     status = raw.lower()
     credits = _credits(body)
@@ -213,25 +187,11 @@ async def input_url(ref: InputRef) -> str:
     return await trio.to_thread.run_sync(_read_data_uri, Path(ref.path), ref.media_type, ref.sha256)
 
 
-class Client:
+class Client(HttpClient):
     """AI/ML API client for ``pixverse/lip-sync``, bound to one account."""
 
-    kind: ClassVar[str] = KIND
-    credential_defaults: ClassVar[Mapping[str, str]] = DEFAULT_CREDENTIALS[KIND]
-    can_reconcile: ClassVar[bool] = False
-    accepts_input_urls: ClassVar[bool] = True
-
-    def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
-        self.account = account
-        self.http = http
-        self.url = account.base_url.rstrip("/") + GENERATIONS_PATH
-        self.headers = {"Authorization": f"Bearer {secrets['token']}"}
-
-    def needs_upload(self, ref: InputRef) -> bool:
-        return False
-
-    async def upload(self, ref: InputRef) -> Upload:
-        raise PermanentError("AI/ML API has no upload endpoint; inputs are sent inline")
+    kind = KIND
+    classify = staticmethod(classify)
 
     async def build_body(self, job: Job) -> dict[str, Any]:
         """The create body: video, and audio XOR (speaker + text)."""
@@ -253,17 +213,7 @@ class Client:
 
     async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
         body = await self.build_body(job)
-        answer = await request_json(self.http, "POST", self.url, json=body, headers=self.headers, classify=classify)
-        if not isinstance(answer, Mapping) or not answer.get("id"):
-            raise TransientError(f"create answer without a generation id: {str(answer)[:200]}")
-        state = parse_state(answer)
-        return Submission(task_id=str(answer["id"]), credits=state.credits, state=state)
+        return submission_from(await self.call("POST", GENERATIONS_PATH, json=body), parse_state)
 
     async def poll(self, task_id: str) -> TaskState:
-        answer = await request_json(
-            self.http, "GET", self.url, params={"generation_id": task_id}, headers=self.headers, classify=classify
-        )
-        return parse_state(answer)
-
-    async def find_task(self, job_key: str) -> str | None:
-        return None
+        return parse_state(await self.call("GET", GENERATIONS_PATH, params={"generation_id": task_id}))

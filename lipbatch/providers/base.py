@@ -8,20 +8,30 @@ loops, limits, state or download code; the runner does all of that once.
 The runner gives each client an ``httpx.AsyncClient`` (whose transport the
 runner may wrap for rate limiting, and tests may swap for an in-process
 emulator) and the resolved secrets (role -> value) for its account.
+
+``HttpClient`` is the concrete base every client subclasses: it holds what all
+kinds repeat (auth headers, base URL, one JSON call, the "no upload / no
+reconcile" defaults), so a client module keeps only its provider's mapping.
+The word heuristics for providers that document no error codes
+(``classify_text``) live here too, one set for every kind.
 """
 
 from __future__ import annotations
 
 import email.utils
 import enum
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import httpx
+import trio
 
 from lipbatch.errors import (
+    ModerationError,
     NotFoundError,
     OutOfCreditsError,
     PermanentError,
@@ -80,6 +90,9 @@ class Provider(Protocol):
     credential_defaults: ClassVar[Mapping[str, str]]
     #: True when ``find_task`` can look a job up by the reference sent with it
     can_reconcile: ClassVar[bool]
+    #: True when https inputs may be passed through as URLs; False (useapi: uploaded assets only)
+    #: lets manifest validation reject URL inputs for the kind before anything is sent
+    accepts_input_urls: ClassVar[bool]
 
     def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None: ...
 
@@ -190,3 +203,117 @@ async def request_json(
         except ValueError as exc:
             raise TransientError(f"undecodable JSON from {method} {response.url.path}") from exc
     raise classify(response)
+
+
+# -- what every client shares -------------------------------------------------------------------
+
+_UPLOAD_CHUNK = 1 << 20
+
+_MODERATION = re.compile(
+    r"moderat|nsfw|sensitive|inappropriate|offensive|content polic|violat|prohibited|unsafe", re.IGNORECASE
+)
+_OUT_OF_CREDITS = re.compile(
+    r"out of credit|top up|insufficient (credit|balance|fund)|enough (credit|balance)|no (remaining )?credits"
+    r"|credits? exhausted",
+    re.IGNORECASE,
+)
+
+
+def classify_text(message: str, status: int | None, default: type[ProviderError]) -> ProviderError:
+    """Providers that document no error codes: out of credits and moderation told by their words."""
+    if _OUT_OF_CREDITS.search(message):
+        return OutOfCreditsError(message, status=status)
+    if _MODERATION.search(message):
+        return ModerationError(message, status=status)
+    return default(message, status=status)
+
+
+def refine_by_text(error: ProviderError, message: str | None = None) -> ProviderError:
+    """A classified error answer refined by its words; retryable ones (429, 5xx, 408) keep their class.
+
+    ``message`` replaces the error's own text when a provider's body needs its own reading.
+    """
+    if error.retryable:
+        return error
+    return classify_text(message or error.message, error.status, type(error))
+
+
+def json_object(body: Any, what: str) -> Mapping[str, Any]:
+    """A task body that must be a JSON object; anything else is a garbled answer, worth another poll."""
+    if not isinstance(body, Mapping):
+        raise TransientError(f"unexpected {what}: {str(body)[:200]}")
+    return body
+
+
+def json_number(value: Any) -> float | None:
+    """A JSON number (credits, costs) as a float; strings, booleans and null are None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def submission_from(answer: Any, parse_state: Callable[[Any], TaskState], id_field: str = "id") -> Submission:
+    """A create answer as a ``Submission``.
+
+    An answer without an id is a ``TransientError`` without a status: the task may
+    exist, so the runner treats the outcome as unknown instead of failing (and
+    later resubmitting, paying twice) or retrying blindly.
+    """
+    if not isinstance(answer, Mapping) or not answer.get(id_field):
+        raise TransientError(f"create answer without a task id: {str(answer)[:200]}")
+    state = parse_state(answer)
+    return Submission(task_id=str(answer[id_field]), credits=state.credits, state=state)
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file as an async byte stream, so uploads keep memory flat."""
+    async with await trio.open_file(path, "rb") as handle:
+        while chunk := await handle.read(_UPLOAD_CHUNK):
+            yield chunk
+
+
+class HttpClient:
+    """Concrete base of every client: account, HTTP client, auth headers and one JSON call.
+
+    A subclass sets ``kind`` (its ``credential_defaults`` follow from it), and
+    overrides ``auth_headers``, ``classify`` and the upload/reconcile defaults
+    only where its provider differs.
+    """
+
+    kind: ClassVar[str]
+    credential_defaults: ClassVar[Mapping[str, str]]
+    can_reconcile: ClassVar[bool] = False
+    accepts_input_urls: ClassVar[bool] = True
+    #: error answer -> ``ProviderError``; a kind refines the common mapping with its own
+    classify = staticmethod(classify_response)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            # Imported here: the package's __init__ imports this module first.
+            from lipbatch.providers import DEFAULT_CREDENTIALS
+
+            cls.credential_defaults = DEFAULT_CREDENTIALS[cls.kind]
+
+    def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
+        self.account = account
+        self.http = http
+        self.base_url = account.base_url.rstrip("/")
+        self.headers = self.auth_headers(secrets)
+
+    def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        """The headers that authenticate every call: a Bearer token unless a kind says otherwise."""
+        return {"Authorization": f"Bearer {secrets['token']}"}
+
+    async def call(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+                   **kwargs: Any) -> Any:
+        """One authenticated JSON exchange with ``base_url + path``, errors classified by the kind."""
+        return await request_json(self.http, method, self.base_url + path,
+                                  headers={**self.headers, **(headers or {})}, classify=self.classify, **kwargs)
+
+    def needs_upload(self, ref: InputRef) -> bool:
+        return False
+
+    async def upload(self, ref: InputRef) -> Upload:
+        raise PermanentError(f"{self.kind} has no upload endpoint; its inputs are sent as URLs or inline")
+
+    async def find_task(self, job_key: str) -> str | None:
+        return None

@@ -19,7 +19,7 @@ Readings chosen where the docs are ambiguous or silent:
 - ``rejected`` (listed in some schema versions) is read as a moderation
   rejection and never retried; ``failed`` is permanent unless its reason
   reads as moderation or missing credits (the word heuristics of
-  ``aimlapi_pixverse.classify_text``, shared).
+  ``base.classify_text``, shared by every kind).
 - ``done`` without ``output`` keeps polling rather than failing (failing could
   make the runner pay again for a rendered video).
 - Error bodies follow Django REST Framework: ``{"detail": "..."}`` or field
@@ -37,27 +37,24 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
-from lipbatch.errors import (
-    ModerationError,
-    PermanentError,
-    ProviderError,
-    RateLimitedError,
-    TransientError,
-)
-from lipbatch.model import Account, InputRef, Job
-from lipbatch.providers import DEFAULT_CREDENTIALS
-from lipbatch.providers.aimlapi_pixverse import classify_text
+from lipbatch.errors import ModerationError, PermanentError, ProviderError, RateLimitedError
+from lipbatch.model import Job
 from lipbatch.providers.base import (
+    HttpClient,
     Phase,
     Submission,
     TaskState,
     Upload,
     classify_response,
-    request_json,
+    classify_text,
+    json_number,
+    json_object,
+    refine_by_text,
+    submission_from,
 )
 
 log = logging.getLogger(__name__)
@@ -79,14 +76,11 @@ _THROTTLE_WAIT = re.compile(r"available in (\d+(?:\.\d+)?) seconds?", re.IGNOREC
 
 def classify(response: httpx.Response) -> ProviderError:
     """Base classification refined for DRF bodies: credits, moderation, throttle waits."""
-    error = classify_response(response)
-    if isinstance(error, RateLimitedError):
-        if error.retry_after is None and (match := _THROTTLE_WAIT.search(error.message)):
-            error.retry_after = float(match.group(1))
-        return error
-    if isinstance(error, TransientError):
-        return error
-    return classify_text(error.message, response.status_code, type(error))
+    error = refine_by_text(classify_response(response))
+    if (isinstance(error, RateLimitedError) and error.retry_after is None
+            and (match := _THROTTLE_WAIT.search(error.message))):
+        error.retry_after = float(match.group(1))
+    return error
 
 
 def parse_progress(value: Any) -> float | None:
@@ -106,12 +100,10 @@ def parse_progress(value: Any) -> float | None:
 
 def parse_state(body: Any) -> TaskState:
     """A lipsync task body (create or poll answer) in common terms."""
-    if not isinstance(body, Mapping):
-        raise TransientError(f"unexpected lipsync body: {str(body)[:200]}")
+    body = json_object(body, "lipsync body")
     raw = str(body.get("status") or "")
     status = raw.lower()
-    credits = body.get("credits_used")
-    credits = float(credits) if isinstance(credits, (int, float)) and not isinstance(credits, bool) else None
+    credits = json_number(body.get("credits_used"))
     progress = parse_progress(body.get("progress"))
     if status == "done":
         output = body.get("output")
@@ -164,49 +156,29 @@ def _items(answer: Any) -> list[Mapping[str, Any]]:
     return [item for item in answer or [] if isinstance(item, Mapping)]
 
 
-class Client:
-    """Creatify ``lipsyncs_v2`` client, bound to one account."""
+class Client(HttpClient):
+    """Creatify ``lipsyncs_v2`` client, bound to one account.
 
-    kind: ClassVar[str] = KIND
-    credential_defaults: ClassVar[Mapping[str, str]] = DEFAULT_CREDENTIALS[KIND]
-    can_reconcile: ClassVar[bool] = False
-    #: public URLs only (audio, background); local audio is refused by manifest validation
-    accepts_input_urls: ClassVar[bool] = True
+    Inputs are public URLs only (audio, background); local audio is refused by
+    manifest validation, so the base's "no upload endpoint" defaults apply.
+    """
 
-    def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
-        self.account = account
-        self.http = http
-        self.base_url = account.base_url.rstrip("/")
-        self.headers = {"X-API-ID": secrets["api_id"], "X-API-KEY": secrets["api_key"]}
+    kind = KIND
+    classify = staticmethod(classify)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await request_json(
-            self.http, method, self.base_url + path, headers=self.headers, classify=classify, **kwargs
-        )
-
-    def needs_upload(self, ref: InputRef) -> bool:
-        return False
-
-    async def upload(self, ref: InputRef) -> Upload:
-        raise PermanentError("Creatify has no upload endpoint; inputs must be public URLs")
+    def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
+        return {"X-API-ID": secrets["api_id"], "X-API-KEY": secrets["api_key"]}
 
     async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        answer = await self._call("POST", LIPSYNCS_PATH, json=build_body(job))
-        if not isinstance(answer, Mapping) or not answer.get("id"):
-            raise TransientError(f"create answer without a task id: {str(answer)[:200]}")
-        state = parse_state(answer)
-        return Submission(task_id=str(answer["id"]), credits=state.credits, state=state)
+        return submission_from(await self.call("POST", LIPSYNCS_PATH, json=build_body(job)), parse_state)
 
     async def poll(self, task_id: str) -> TaskState:
-        return parse_state(await self._call("GET", f"{LIPSYNCS_PATH}{task_id}/"))
-
-    async def find_task(self, job_key: str) -> str | None:
-        return None
+        return parse_state(await self.call("GET", f"{LIPSYNCS_PATH}{task_id}/"))
 
     async def list_voices(self) -> list[Mapping[str, Any]]:
         """Voices with their accents (``GET /api/voices/``); an accent ``id`` is a manifest voice id."""
-        return _items(await self._call("GET", VOICES_PATH))
+        return _items(await self.call("GET", VOICES_PATH))
 
     async def list_avatars(self) -> list[Mapping[str, Any]]:
         """Personas (``GET /api/personas/``); a persona ``id`` is a manifest ``avatar:`` id."""
-        return _items(await self._call("GET", PERSONAS_PATH))
+        return _items(await self.call("GET", PERSONAS_PATH))

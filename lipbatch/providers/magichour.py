@@ -16,6 +16,8 @@ Readings of the docs (../shared/providers/magichour-lipsync.md):
 - ``error`` and ``canceled`` are terminal failures; ``draft`` counts as pending.
 - 402 is out of credits (the common mapping); ``credits_charged`` (an estimate
   at queue time, settled on completion) is reported as the task's credits.
+- A create answer without an ``id`` leaves the outcome unknown (``submission_from``):
+  the project may exist and be charged, so the job is not failed and resubmitted.
 """
 
 from __future__ import annotations
@@ -23,22 +25,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from lipbatch.errors import PermanentError, TransientError
-from lipbatch.model import Account, InputRef, Job
-from lipbatch.providers import DEFAULT_CREDENTIALS
+from lipbatch.model import InputRef, Job
 from lipbatch.providers.base import (
+    HttpClient,
     Phase,
     Submission,
     TaskState,
     Upload,
     classify_response,
-    request_json,
+    file_chunks,
+    json_number,
+    json_object,
+    submission_from,
 )
-from lipbatch.providers.useapi import file_chunks
 
 INPUT_LIFETIME = 7 * 86400.0
 _LIFETIME_MARGIN = 86400.0
@@ -54,11 +58,11 @@ def parse_time(value: Any) -> float | None:
         return None
 
 
-def project_state(project: Mapping[str, Any]) -> TaskState:
-    """Map a video project onto the common ``TaskState``."""
+def project_state(project: Any) -> TaskState:
+    """Map a video project (create or poll answer) onto the common ``TaskState``."""
+    project = json_object(project, "video project answer")
     raw = str(project.get("status") or "queued").lower()
-    credits = project.get("credits_charged")
-    credits = float(credits) if isinstance(credits, int | float) else None
+    credits = json_number(project.get("credits_charged"))
     if raw == "rendering":
         return TaskState(Phase.RUNNING, raw, credits=credits)
     if raw == "complete":
@@ -80,19 +84,10 @@ def project_state(project: Mapping[str, Any]) -> TaskState:
     return TaskState(Phase.PENDING, raw, credits=credits)
 
 
-class Client:
+class Client(HttpClient):
     """magichour-lipsync client."""
 
-    kind: ClassVar[str] = "magichour-lipsync"
-    credential_defaults: ClassVar[Mapping[str, str]] = DEFAULT_CREDENTIALS["magichour-lipsync"]
-    can_reconcile: ClassVar[bool] = False
-    accepts_input_urls: ClassVar[bool] = True
-
-    def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
-        self.account = account
-        self.http = http
-        self.base_url = account.base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {secrets['token']}"}
+    kind = "magichour-lipsync"
 
     def needs_upload(self, ref: InputRef) -> bool:
         return ref.path is not None
@@ -100,8 +95,7 @@ class Client:
     async def upload(self, ref: InputRef) -> Upload:
         assert ref.path is not None
         item = {"type": ref.role, "extension": ref.path.suffix.lower().lstrip(".")}
-        data = await request_json(self.http, "POST", f"{self.base_url}/v1/files/upload-urls",
-                                  json={"items": [item]}, headers=self._headers)
+        data = await self.call("POST", "/v1/files/upload-urls", json={"items": [item]})
         try:
             target = data["items"][0]
             upload_url, file_path = target["upload_url"], target["file_path"]
@@ -139,20 +133,8 @@ class Client:
         return body
 
     async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        data = await request_json(self.http, "POST", f"{self.base_url}/v1/lip-sync",
-                                  json=self.create_body(job, uploads), headers=self._headers)
-        if not isinstance(data, dict) or not data.get("id"):
-            raise PermanentError(f"create answered without an id: {str(data)[:200]}")
-        credits = data.get("credits_charged")
-        return Submission(task_id=str(data["id"]),
-                          credits=float(credits) if isinstance(credits, int | float) else None)
+        return submission_from(await self.call("POST", "/v1/lip-sync", json=self.create_body(job, uploads)),
+                               project_state)
 
     async def poll(self, task_id: str) -> TaskState:
-        data = await request_json(self.http, "GET", f"{self.base_url}/v1/video-projects/{task_id}",
-                                  headers=self._headers)
-        if not isinstance(data, dict):
-            raise TransientError(f"unexpected video project answer: {str(data)[:200]}")
-        return project_state(data)
-
-    async def find_task(self, job_key: str) -> str | None:
-        return None
+        return project_state(await self.call("GET", f"/v1/video-projects/{task_id}"))

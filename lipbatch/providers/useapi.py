@@ -15,7 +15,9 @@ Readings of the docs (see ../shared/providers/runway-*.md):
   Runway's "too many tasks running or pending") mean the account's slots are
   full: ``BusyError``. Any other 429 is a plain ``RateLimitedError``.
 - 412 or a "... not have enough credits" message means out of credits (useapi's own
-  client); a message mentioning moderation is a ``ModerationError``.
+  client); a message mentioning moderation is a ``ModerationError``. The words are
+  read by ``base.classify_text``, the heuristics every kind shares; answers that
+  are retried as such (429, 5xx, 408) keep their class.
 - ``maxJobs`` is not sent: the cap configured on the linked account rules, and
   the runner's adaptive limiter finds the real one from busy answers.
 - ``find_task`` pages ``GET /tasks/`` (``offset`` 0..1000 per the docs) looking
@@ -26,12 +28,10 @@ Readings of the docs (see ../shared/providers/runway-*.md):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
-import trio
 
 from lipbatch.errors import (
     BusyError,
@@ -39,38 +39,33 @@ from lipbatch.errors import (
     OutOfCreditsError,
     PermanentError,
     ProviderError,
+    RateLimitedError,
 )
-from lipbatch.model import Account, InputRef, Job
-from lipbatch.providers import DEFAULT_CREDENTIALS
+from lipbatch.model import InputRef, Job
 from lipbatch.providers.base import (
+    HttpClient,
     Phase,
     Submission,
     TaskState,
     Upload,
     classify_response,
-    error_message,
-    request_json,
+    file_chunks,
+    refine_by_text,
 )
 
 _BUSY_MARKERS = ("is busy executing", "too many tasks")
-_CREDIT_MARKERS = ("enough credits", "insufficient credits")
-_UPLOAD_CHUNK = 1 << 20
 _LIST_PAGE = 200
 _LIST_MAX_OFFSET = 1000  # documented valid range of ``offset``
 
 
 def classify(response: httpx.Response) -> ProviderError:
-    """useapi.net's error answers, refined over the common mapping."""
-    message = error_message(response)
-    lowered = message.lower()
-    status = response.status_code
-    if status == 429 and any(marker in lowered for marker in _BUSY_MARKERS):
-        return BusyError(message, status=status, retry_after=classify_response(response).retry_after)
-    if status == 412 or any(marker in lowered for marker in _CREDIT_MARKERS):
-        return OutOfCreditsError(message, status=status)
-    if 400 <= status < 500 and status != 429 and "moderat" in lowered:
-        return ModerationError(message, status=status)
-    return classify_response(response)
+    """useapi.net's error answers: busy 429s, 412 out of credits, then the shared word heuristics."""
+    error = classify_response(response)
+    if isinstance(error, RateLimitedError) and any(marker in error.message.lower() for marker in _BUSY_MARKERS):
+        return BusyError(error.message, status=error.status, retry_after=error.retry_after)
+    if error.status == 412:
+        return OutOfCreditsError(error.message, status=error.status)
+    return refine_by_text(error)
 
 
 def unwrap_task(data: Any) -> dict[str, Any]:
@@ -125,32 +120,14 @@ def task_error(error: Any) -> ProviderError:
     return PermanentError(message)
 
 
-async def file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """A local file as an async byte stream, so uploads keep memory flat."""
-    async with await trio.open_file(path, "rb") as handle:
-        while chunk := await handle.read(_UPLOAD_CHUNK):
-            yield chunk
-
-
-class UseapiClient:
+class UseapiClient(HttpClient):
     """Base client for useapi.net's Runway endpoints; subclasses set ``kind`` and ``create_path``."""
 
-    kind: ClassVar[str]
     create_path: ClassVar[str]
-    can_reconcile: ClassVar[bool] = True
+    can_reconcile = True
     #: useapi takes assets only: manifest validation rejects https inputs for these kinds
-    accepts_input_urls: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "kind" in cls.__dict__:
-            cls.credential_defaults = DEFAULT_CREDENTIALS[cls.kind]
-
-    def __init__(self, account: Account, http: httpx.AsyncClient, secrets: Mapping[str, str]) -> None:
-        self.account = account
-        self.http = http
-        self.base_url = account.base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {secrets['token']}"}
+    accepts_input_urls = False
+    classify = staticmethod(classify)
 
     # -- what a kind supplies --------------------------------------------------------------------
 
@@ -173,13 +150,10 @@ class UseapiClient:
         params: dict[str, Any] = {"name": ref.path.name}
         if ref.duration:
             params["duration"] = f"{ref.duration:.3f}"
-        headers = {**self._headers, "Content-Type": ref.media_type}
+        headers = {"Content-Type": ref.media_type}
         if ref.size is not None:
             headers["Content-Length"] = str(ref.size)
-        data = await request_json(
-            self.http, "POST", f"{self.base_url}/assets/", params=params,
-            content=file_chunks(ref.path), headers=headers, classify=classify,
-        )
+        data = await self.call("POST", "/assets/", params=params, content=file_chunks(ref.path), headers=headers)
         asset_id = data.get("assetId") if isinstance(data, dict) else None
         if not asset_id:
             raise PermanentError(f"asset upload answered without an assetId: {str(data)[:200]}")
@@ -187,10 +161,7 @@ class UseapiClient:
 
     async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
         body = {**self.create_body(job, uploads), "replyRef": job.key}
-        data = await request_json(
-            self.http, "POST", f"{self.base_url}{self.create_path}", json=body,
-            headers=self._headers, classify=classify,
-        )
+        data = await self.call("POST", self.create_path, json=body)
         task = self.read_create(data)
         task_id = task.get("taskId")
         if not task_id:
@@ -199,17 +170,11 @@ class UseapiClient:
 
     async def poll(self, task_id: str) -> TaskState:
         # useapi's own client puts the taskId (with ':' and '@') into the path unencoded.
-        data = await request_json(
-            self.http, "GET", f"{self.base_url}/tasks/{task_id}", headers=self._headers, classify=classify,
-        )
-        return task_state(unwrap_task(data))
+        return task_state(unwrap_task(await self.call("GET", f"/tasks/{task_id}")))
 
     async def find_task(self, job_key: str) -> str | None:
         for offset in range(0, _LIST_MAX_OFFSET + 1, _LIST_PAGE):
-            data = await request_json(
-                self.http, "GET", f"{self.base_url}/tasks/",
-                params={"offset": offset, "limit": _LIST_PAGE}, headers=self._headers, classify=classify,
-            )
+            data = await self.call("GET", "/tasks/", params={"offset": offset, "limit": _LIST_PAGE})
             tasks = data.get("tasks", data.get("items", [])) if isinstance(data, dict) else data or []
             for item in tasks:
                 task = unwrap_task(item)
@@ -218,3 +183,8 @@ class UseapiClient:
             if len(tasks) < _LIST_PAGE:
                 return None
         return None
+
+    async def list_voices(self) -> list[Mapping[str, Any]]:
+        """The lip-sync voice catalogue (``GET /lipsync/voices/``); a ``voiceId`` is a manifest voice id."""
+        answer = await self.call("GET", "/lipsync/voices/")
+        return [voice for voice in answer if isinstance(voice, Mapping)] if isinstance(answer, list) else []

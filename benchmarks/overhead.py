@@ -1,0 +1,122 @@
+"""Runner overhead: jobs per second through the whole pipeline against the in-process emulator, zero job time.
+
+The sandbox app runs in this process behind ``httpx.ASGITransport`` (no
+sockets), tasks take 0 s and results are one pre-rendered clip, so what is
+left is lipbatch's own work per job: upload once, create, poll, stream the
+download to disk, decode it (``verify_playable``), fsync'd state records, plus
+the emulator's request handling, which shares the CPU. A first run is timed
+without a profiler; a second one runs under cProfile and prints the top five
+functions by own time and by cumulative time (lipbatch's own code), and own
+time per package. cProfile sees the trio thread only: work sent to worker
+threads (media decoding, file writes and fsyncs of downloads, the pre-pass) is
+shown as "worker-thread CPU" instead.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from _common import Media, parser, require_all_done, table, write_manifest
+
+from lipbatch.manifest import load_project
+from lipbatch.runner import RunOptions, point_at_sandbox, run_project
+from lipbatch.sandbox.app import build_app
+from lipbatch.sandbox.core import SandboxConfig
+from lipbatch.sandbox.render import render_mp4
+
+CAP = 10  # useapi.net's highest maxJobs
+SANDBOX_URL = "http://sandbox.invalid"  # never resolved: requests go through ASGITransport
+OPTIONS = RunOptions(sandbox=True, time_scale=1e-4, request_rate=None)  # waits of ~0.3 ms
+
+
+def _area(filename: str) -> str:
+    for marker, name in (("/lipbatch/sandbox/", "lipbatch.sandbox (emulator)"), ("/lipbatch/", "lipbatch"),
+                         ("/starlette/", "starlette"), ("/httpx/", "httpx"), ("/httpcore/", "httpcore"),
+                         ("/trio/", "trio"), ("/anyio/", "anyio"), ("/av/", "PyAV"), ("/json/", "json")):
+        if marker in filename:
+            return name
+    return "builtins" if filename == "~" else "other (stdlib, ...)"
+
+
+def measure(jobs: int, root: Path, *, profile: bool = False) -> dict[str, Any]:
+    """Run ``jobs`` zero-time jobs in-process; returns throughput (and the profile when asked)."""
+    media = Media(root / "media")
+    manifest, _ = write_manifest(root / f"overhead-{profile}", media, jobs, concurrency=CAP)
+    project = point_at_sandbox(load_project(manifest), SANDBOX_URL)
+    app = build_app(SandboxConfig(job_seconds=0.0, max_jobs=CAP, extra={"runway_capacity": CAP, "runway_queue": 0}))
+    clip = render_mp4(tts_text="A pre-rendered result.")
+
+    async def render(**_inputs: Any) -> bytes:
+        return clip
+
+    app.state.sandbox.render = render
+    profiler = cProfile.Profile() if profile else None
+
+    async def main() -> Any:
+        return await run_project(project, OPTIONS, transport=httpx.ASGITransport(app=app), environ={})
+
+    cpu, thread_cpu, start = time.process_time(), time.thread_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    summary = trio.run(main)
+    if profiler:
+        profiler.disable()
+    wall = time.perf_counter() - start
+    require_all_done(summary, "overhead")
+    result = {"jobs": jobs, "wall": wall, "jobs_per_s": jobs / wall, "cpu": time.process_time() - cpu,
+              "worker_cpu": (time.process_time() - cpu) - (time.thread_time() - thread_cpu),
+              "requests": app.state.sandbox.stats()["requests"], "done": summary.done}
+    if profiler:
+        result["stats"] = pstats.Stats(profiler)
+    return result
+
+
+def profile_tables(stats: pstats.Stats, total: float) -> str:
+    entries = stats.stats  # type: ignore[attr-defined]
+    rows = [(f"{Path(file).name}:{line} {name}", file, calls, own, cum)
+            for (file, line, name), (_cc, calls, own, cum, _callers) in entries.items()]
+    own_top = sorted(rows, key=lambda r: r[3], reverse=True)[:5]
+    mine = [r for r in rows if "/lipbatch/" in r[1] and "/lipbatch/sandbox/" not in r[1]
+            and not r[0].endswith(("run_project", " run", "_run_work", "_job_task", "_drive"))]
+    cum_top = sorted(mine, key=lambda r: r[4], reverse=True)[:5]
+    areas: dict[str, float] = {}
+    for r in rows:
+        areas[_area(r[1])] = areas.get(_area(r[1]), 0.0) + r[3]
+    out = ["top 5 by own time (all code on the trio thread)",
+           table(["function", "calls", "own s", "cum s"], [[r[0], r[2], r[3], r[4]] for r in own_top]),
+           "top 5 lipbatch functions by cumulative time (entry points excluded)",
+           table(["function", "calls", "own s", "cum s"], [[r[0], r[2], r[3], r[4]] for r in cum_top]),
+           "own time by package (trio thread)",
+           table(["package", "own s", "share"],
+                 [[name, own, f"{100 * own / total:.0f} %"]
+                  for name, own in sorted(areas.items(), key=lambda kv: kv[1], reverse=True)[:8]])]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, help="N (default 2,000, --quick 300)")
+    args = p.parse_args()
+    jobs = args.jobs or (300 if args.quick else 2000)
+    with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp:
+        plain = measure(jobs, Path(tmp))
+        profiled = measure(jobs, Path(tmp), profile=True)
+    rows = [[label, r["jobs"], r["wall"], r["jobs_per_s"], r["cpu"], r["worker_cpu"], r["requests"] / r["jobs"]]
+            for label, r in (("plain", plain), ("cProfile", profiled))]
+    print(f"runway-lipsync, in-process sandbox (ASGITransport), 0 s jobs, cap {CAP}")
+    print(table(["run", "jobs", "wall s", "jobs/s", "CPU s", "worker-thread CPU s", "requests/job"], rows))
+    stats = profiled["stats"]
+    print(profile_tables(stats, sum(v[2] for v in stats.stats.values())))  # type: ignore[attr-defined]
+    print(f"runner overhead: {plain['jobs_per_s']:.0f} jobs/s through the whole pipeline "
+          f"({1000 / plain['jobs_per_s']:.1f} ms of one process per job, emulator included)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The benchmarks still import and run: a smoke test with trivially small sizes and no timing asserts.
+
+The benchmark folder is put on ``sys.path`` only while importing: it holds a
+module named ``requests``, which must not shadow the real package for the
+rest of the test session. Modules load under ``bench_<name>`` names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+NAMES = ("slots", "naive", "requests", "rerun", "overhead", "download", "run_all")
+
+
+def load(name: str) -> ModuleType:
+    if f"bench_{name}" in sys.modules:
+        return sys.modules[f"bench_{name}"]
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def common() -> ModuleType:
+    """The benchmarks' shared helper module (imported by every benchmark as ``_common``)."""
+    load("slots")
+    return sys.modules["_common"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_benchmark_imports_with_a_main_and_a_docstring(name):
+    module = load(name)
+    assert callable(module.main)
+    assert module.__doc__ and module.__doc__.strip()
+
+
+def test_run_all_lists_every_benchmark():
+    assert set(load("run_all").BENCHMARKS) == set(NAMES) - {"run_all"}
+
+
+def test_requests_are_categorised_by_route():
+    category = common().category
+    assert category("POST /v1/runwayml/assets/") == "upload"
+    assert category("POST /v1/files/upload-urls") == "upload"
+    assert category("PUT /api-assets/{asset}/{filename}") == "upload"
+    assert category("POST /v1/runwayml/lipsync/create") == "create"
+    assert category("GET /v1/video-projects/{id}") == "poll"
+    assert category("GET /cdn/{provider}/{token}/{filename:path}") == "download"
+    assert category("GET /v1/runwayml/assets/") == "other"
+
+
+def test_ideal_makespan_counts_partial_waves():
+    ideal = common().ideal_makespan
+    assert ideal(200, 5, 0.2) == pytest.approx(8.0)
+    assert ideal(11, 5, 1.0) == pytest.approx(3.0)
+
+
+def test_overhead_runs_a_few_jobs_in_process(tmp_path):
+    result = load("overhead").measure(3, tmp_path)
+    assert result["done"] == 3
+    # one shared upload, then per job at least a create, a poll and a download
+    assert result["requests"] >= 1 + 3 * 3
