@@ -59,6 +59,7 @@ VIRTUAL_JOB_SECONDS = 60.0
 TEXT_KINDS = ("runway-lipsync", "aimlapi-pixverse-lipsync", "creatify-lipsync")
 BENCH_KINDS = (*TEXT_KINDS, "magichour-lipsync")
 CATEGORIES = ("upload", "create", "poll", "download", "other")
+FAULTS = {"rate_429": 0.20, "rate_5xx": 0.05}  # the faulted run: 20 % 429s + 5 % 5xx
 
 
 # -- manifests -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from _common import (
     BENCH_KINDS,
     CATEGORIES,
+    FAULTS,
     VIRTUAL_JOB_SECONDS,
     Media,
     by_category,
@@ -39,7 +40,6 @@ from lipbatch.state import State
 
 ACCOUNTS = 2
 JOBS_PER_ACCOUNT = 20
-FAULTS = {"rate_429": 0.20, "rate_5xx": 0.05}
 
 
 def check_uploads(project: Project, counts: dict[str, int], *, wire: bool) -> tuple[int, str]:
