@@ -190,15 +190,9 @@ def served_sandbox(*, real_render: bool = False, **config: Any) -> Iterator[Serv
 
 
 def scaled_options(scale: float, **changes: Any) -> RunOptions:
-    """The runner's defaults on the sandbox's clock.
-
-    ``RunOptions.time_scale`` scales poll intervals, backoff and the job timeout
-    but not ``request_rate`` (requests per *real* second), so the default pace of
-    10 requests/s is scaled here too: 10 per virtual second.
-    """
-    defaults = RunOptions()
-    rate = None if defaults.request_rate is None else defaults.request_rate / scale
-    return dataclasses.replace(RunOptions(sandbox=True, time_scale=scale, request_rate=rate), **changes)
+    """The runner's defaults on the sandbox's clock (``time_scale`` scales poll intervals, backoff,
+    the job timeout and the request pace alike)."""
+    return dataclasses.replace(RunOptions(sandbox=True, time_scale=scale), **changes)
 
 
 def project_on(manifest: Path, url: str) -> Project:

@@ -109,7 +109,7 @@ class RunOptions:
     transient_retries: int = 6
     backoff: Backoff = field(default_factory=lambda: Backoff(base=2.0, cap=60.0))
     busy_backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=30.0))
-    request_rate: float | None = 10.0  # requests/s per account; None = unpaced
+    request_rate: float | None = 10.0  # requests/s per account at time_scale 1; None = unpaced
     request_burst: float | None = None
     result_attempts: int = 5  # downloads per job per run (expired URL or corrupt transfer)
     http_timeout: float = 60.0
@@ -347,7 +347,7 @@ class Runner:
             account = self.project.accounts[name]
             bucket = None
             if self.options.request_rate:
-                bucket = TokenBucket(self.options.request_rate, self.options.request_burst)
+                bucket = TokenBucket(self.options.request_rate / self.scale, self.options.request_burst)
             http = httpx.AsyncClient(transport=_SharedTransport(self.transport, bucket), timeout=timeout)
             self._clients.append(http)
             client = client_class(account.kind)(account, http, self.secrets[name])

@@ -114,6 +114,7 @@ class Account:
     email: str
     user_id: int
     max_jobs: int | None = None  # None: config.max_jobs or the default
+    unfinished: list[Task] = field(default_factory=list)  # pruned on each create: no scan of every task
 
 
 @dataclass
@@ -537,8 +538,7 @@ class Emulator:
         account = assets[0].account
         cfg = self.sandbox.config
         max_jobs = check_max_jobs(body) or self.max_jobs(account)
-        active = [t for t in self.tasks.values()
-                  if t.account is account and t.lifecycle.phase() != "finished"]
+        active = account.unfinished = [t for t in account.unfinished if t.lifecycle.phase() != "finished"]
         if len(active) >= max_jobs:
             running = [{"email": account.email, "taskId": t.task_id, "id": t.uuid,
                         **({"replyUrl": t.reply_url} if t.reply_url is not None else {}),
@@ -563,6 +563,7 @@ class Emulator:
                     reply_url=body.get("replyUrl"), reply_ref=body.get("replyRef"),
                     extra_fields=dict(extra_fields or {}))
         self.tasks[task.uuid] = task
+        account.unfinished.append(task)
         if moderated:
             self.sandbox.call_at(lifecycle.finished_at,
                                  lambda: self.sandbox.refund(PROVIDER, account.email, credits))
