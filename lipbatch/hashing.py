@@ -19,12 +19,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lipbatch.media import MediaError, MediaInfo, probe
+from lipbatch.state import atomic_write_bytes
 
 CACHE_FORMAT = 1
 _CHUNK = 1 << 20
@@ -146,14 +146,7 @@ class HashCache:
             return
         payload = json.dumps({"format": CACHE_FORMAT, "files": self._used}, sort_keys=True)
         try:  # no folder is created: validate must not leave directories behind
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(payload)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(self.path, payload.encode("utf-8"))
         except OSError:
             return
         self._stored = dict(self._used)

@@ -61,7 +61,6 @@ from lipbatch.model import Account, InputRef, Job, Project
 from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, client_class
 from lipbatch.providers.aimlapi_pixverse import DATA_URI_LIMIT_BYTES
 
-SCHEMA_ID = "https://lipbatch.dev/schemas/manifest.schema.json"
 _SCHEMA_CANDIDATES = (
     Path(__file__).parent / "schemas" / "manifest.schema.json",
     Path(__file__).parent.parent / "schemas" / "manifest.schema.json",

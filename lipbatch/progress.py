@@ -1,7 +1,7 @@
 """Where run events go: a live table on a terminal, plain log lines otherwise, JSON lines with ``--json``.
 
-Sinks only format ``runner.Event``s, which never carry secrets (credentials
-live in the clients' headers only), so nothing here needs redaction.
+Sinks only format ``runner.Event``s, whose text the runner has already scrubbed
+of credential values (``State.scrub``), so nothing here needs redaction.
 """
 
 from __future__ import annotations

@@ -283,9 +283,11 @@ class Runner:
              **data: Any) -> None:
         if self.sink is None:
             return
+        scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
+        data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
         try:
             self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
-                            output=job.output if job else None, message=message, data=data))
+                            output=job.output if job else None, message=message and scrub(message), data=data))
         except OSError:  # the reader went away (a closed pipe): the run goes on, unobserved
             self.sink = None
 
@@ -393,7 +395,7 @@ class Runner:
         elif outcome in ("failed", "unknown"):
             if outcome == "failed":
                 acct.failed += 1
-            self.summary.failures[job.output] = ended.reason or outcome
+            self.summary.failures[job.output] = self.state.scrub(ended.reason or outcome)
             self.emit(f"job_{outcome}", job, message=ended.reason)
             if self.options.fail_fast and self.halted is None:
                 self.halted = "fail-fast"
@@ -485,8 +487,7 @@ class Runner:
         if acct.client.can_reconcile:
             found = await self._call(acct, lambda: acct.client.find_task(job.key))
             if found:
-                self.state.update(job.key, status=JobStatus.IN_FLIGHT, task_id=found)
-                self.emit("job_reconciled", job, task_id=found)
+                self._adopt(job, found)
             return found
         if self.options.resubmit_unknown:
             return None
@@ -494,6 +495,11 @@ class Runner:
                           error="interrupted during its create request; the provider cannot be searched")
         raise _JobEnded("unknown", "interrupted during its create request and the provider cannot be searched "
                                    "for it; --resubmit-unknown resubmits (may pay twice)")
+
+    def _adopt(self, job: Job, task_id: str) -> None:
+        """The task ``find_task`` found for this job's reference is the one we paid for: follow it."""
+        self.state.update(job.key, status=JobStatus.IN_FLIGHT, task_id=task_id)
+        self.emit("job_reconciled", job, task_id=task_id)
 
     # -- submission
 
@@ -618,8 +624,7 @@ class Runner:
                 raise _JobEnded("not_run", f"create answer lost ({exc}) and the task list is unreadable "
                                            f"({lookup}); a rerun looks again") from lookup
             if found:
-                self.state.update(job.key, status=JobStatus.IN_FLIGHT, task_id=found)
-                self.emit("job_reconciled", job, task_id=found)
+                self._adopt(job, found)
                 return Submission(task_id=found)
             self.state.update(job.key, error=f"no task after a lost answer: {exc}", error_kind=REFUSED)
             return None

@@ -568,10 +568,11 @@ class State:
         if name == "status":
             return JobStatus(value)
         if name == "outputs":
-            return [self._scrub(str(item)) for item in value]
-        return self._scrub(value) if isinstance(value, str) else value
+            return [self.scrub(str(item)) for item in value]
+        return self.scrub(value) if isinstance(value, str) else value
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """``text`` with the ``redact`` values replaced: a provider may echo a credential in an error."""
         for secret in self._redact:
             if secret in text:
                 text = text.replace(secret, REDACTED)

@@ -64,9 +64,6 @@ LIPSYNCS_PATH = "/api/lipsyncs_v2/"
 VOICES_PATH = "/api/voices/"
 PERSONAS_PATH = "/api/personas/"
 
-ASPECT_RATIOS: tuple[str, ...] = ("9x16", "16x9", "1x1")
-MODEL_VERSIONS: tuple[str, ...] = ("standard", "aurora_v1", "aurora_v1_fast")
-
 PENDING_STATUSES = frozenset({"pending", "in_queue"})
 RUNNING_STATUSES = frozenset({"running"})
 FAILURE_STATUSES = frozenset({"failed", "rejected"})

@@ -20,9 +20,6 @@ from lipbatch.model import Job
 from lipbatch.providers.base import Upload
 from lipbatch.providers.useapi import UseapiClient
 
-MIN_SECONDS = 3.0
-MAX_SECONDS = 30.0
-
 
 class Client(UseapiClient):
     """runway-act-two-voice client."""
