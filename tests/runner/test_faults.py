@@ -143,3 +143,27 @@ async def test_faults_over_real_loopback_sockets(kind, tmp_path, media):
     assert sum(stats["faults"].values()) > 0
     if case.reconcilable:
         assert stats["duplicate_creates"] == 0
+
+
+
+async def test_a_provider_echoing_the_key_in_an_error_never_reaches_events_or_summary(tmp_path, media, harness,
+                                                                                     monkeypatch):
+    from lipbatch.errors import PermanentError
+    from lipbatch.providers import magichour
+
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=2, accounts=1)
+    secret = "mhk_live_s3cr3t-echoed-value"
+
+    async def submit(self, job, uploads):
+        raise PermanentError(f"invalid key {self.headers['Authorization']}", status=400)
+
+    monkeypatch.setattr(magichour.Client, "submit", submit)
+    json_out, log_out = io.StringIO(), io.StringIO()
+    sinks = (JsonSink(json_out), LogSink(log_out))
+    summary = await harness().run(case.manifest, fast_options(), environ={"MAGIC_HOUR_API_KEY": secret},
+                                  sink=lambda e: [s(e) for s in sinks])
+
+    assert summary.failed == 2
+    assert "[redacted]" in json_out.getvalue()  # the error was reported, without the key
+    for text in (json_out.getvalue(), log_out.getvalue(), repr(summary.to_json())):
+        assert secret not in text
