@@ -140,14 +140,28 @@ class HashCache:
             self._dirty = True
         return info
 
+    def remember(self, path: Path, digest: str) -> None:
+        """Record a digest the caller just computed (a download hashed while streaming), so the
+        next check of this file reads nothing."""
+        entry, _st = self._entry(path)
+        entry["sha256"] = digest
+        self._dirty = True
+
     def save(self) -> None:
-        """Write the entries used since loading (atomically); errors are ignored, it is only a cache."""
-        if self.path is None or not (self._dirty or self._used.keys() != self._stored.keys()):
+        """Write the entries (atomically); errors are ignored, it is only a cache.
+
+        Several commands share one cache file (validate hashes inputs, run hashes outputs), so entries
+        this process did not use are kept while their file still exists.
+        """
+        if self.path is None:
             return
-        payload = json.dumps({"format": CACHE_FORMAT, "files": self._used}, sort_keys=True)
+        kept = {key: entry for key, entry in self._stored.items() if key not in self._used and os.path.exists(key)}
+        if not self._dirty and len(kept) + len(self._used) == len(self._stored):
+            return
+        payload = json.dumps({"format": CACHE_FORMAT, "files": kept | self._used}, sort_keys=True)
         try:  # no folder is created: validate must not leave directories behind
             atomic_write_bytes(self.path, payload.encode("utf-8"))
         except OSError:
             return
-        self._stored = dict(self._used)
+        self._stored = kept | self._used
         self._dirty = False

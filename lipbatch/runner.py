@@ -79,7 +79,7 @@ from lipbatch.errors import (
     RateLimitedError,
     TransientError,
 )
-from lipbatch.hashing import file_sha256
+from lipbatch.hashing import HashCache
 from lipbatch.limits import AdaptiveLimiter, Backoff, TokenBucket
 from lipbatch.model import Account, InputRef, Job, Project
 from lipbatch.providers import SANDBOX_PREFIXES, client_class
@@ -276,6 +276,7 @@ class Runner:
         self._upload_errors: dict[tuple[str, str], ProviderError] = {}
         self._clients: list[httpx.AsyncClient] = []
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
+        self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
 
     # -- events
 
@@ -311,6 +312,7 @@ class Runner:
             self.secrets = resolve_secrets({name: self.project.accounts[name] for name in sorted(needed)},
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
+        await trio.to_thread.run_sync(self.hashes.save)
         self.emit("run_finished", **self.summary.to_json())
         return self.summary
 
@@ -428,12 +430,12 @@ class Runner:
                 plans[job.key] = _Plan("skip")
         return plans
 
-    @staticmethod
-    def _holds(path: Path, record: JobRecord) -> bool:
+    def _holds(self, path: Path, record: JobRecord) -> bool:
+        """The file holds the recorded output (re-read only when its size or mtime changed)."""
         try:
             if record.output_size is not None and path.stat().st_size != record.output_size:
                 return False
-            return file_sha256(path) == record.output_sha256
+            return self.hashes.sha256(path)[0] == record.output_sha256
         except OSError:
             return False
 
@@ -813,8 +815,10 @@ class Runner:
             except PermanentError as exc:
                 last, url = exc, None
                 continue
+            self.hashes.remember(dest, got.sha256)
             for other in job.outputs[1:]:
                 await trio.to_thread.run_sync(copy_file, dest, self.project.output_dir / other)
+                self.hashes.remember(self.project.output_dir / other, got.sha256)
             record = self.state.job(job.key)
             outputs = sorted({*(record.outputs if record else []), *job.outputs})
             self.state.update(job.key, status=JobStatus.DONE, output_sha256=got.sha256, output_size=got.size,

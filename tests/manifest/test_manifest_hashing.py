@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -89,18 +90,22 @@ def test_a_file_changing_while_hashed_is_not_cached(tmp_path: Path):
     assert cache.hash_reads == 2
 
 
-def test_only_entries_in_use_are_kept(tmp_path: Path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.write_bytes(b"1")
-    b.write_bytes(b"2")
+def test_unused_entries_are_kept_while_their_file_exists(tmp_path: Path):
+    """validate (inputs) and run (outputs) share one cache file: neither may evict the other's entries."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for i, path in enumerate((a, b, c)):
+        path.write_bytes(bytes([i]))
     cache_file = tmp_path / "c.json"
     first = HashCache(cache_file)
-    first.sha256(a)
-    first.sha256(b)
+    for path in (a, b, c):
+        first.sha256(path)
     first.save()
+    c.unlink()
     second = HashCache(cache_file)
     second.sha256(a)
     second.save()
+    stored = json.loads(cache_file.read_text())["files"]
+    assert sorted(stored) == [str(a), str(b)]  # b kept (unused, still there), c dropped (gone)
     third = HashCache(cache_file)
     third.sha256(b)
-    assert third.hash_reads == 1
+    assert third.hash_reads == 0

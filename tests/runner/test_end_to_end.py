@@ -272,3 +272,30 @@ async def test_credits_running_out_during_a_task_stop_that_account(tmp_path, med
     assert [e.type for e in h.events].count("account_stopped") == 1
     assert h.stats()["creates_total"] == 1  # nothing more was submitted on that account
     assert summary.failed == 1 and summary.not_run == len(project.jobs) - 1
+
+
+async def test_rerun_reads_no_output_bytes_unless_a_file_changed(tmp_path, media, harness, monkeypatch):
+    """Outputs are checked by (size, mtime) against the hash cache: a rerun of a big campaign reads nothing."""
+    from lipbatch import hashing, runner
+
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=3)
+    h = harness()
+    project = h.project(case.manifest)
+    assert (await h.run(project, environ=case.env)).exit_code == EXIT_OK
+
+    reads: list[Path] = []
+
+    def counting_reader(path):
+        reads.append(Path(path))
+        return hashing.file_sha256(path)
+
+    monkeypatch.setattr(runner.HashCache, "for_state",
+                        classmethod(lambda cls, state: cls(hashing.cache_path_for(state), reader=counting_reader)))
+    again = await h.run(project, environ=case.env)
+    assert again.skipped == len(project.jobs) and not reads
+
+    altered = project.output_dir / project.jobs[0].output
+    altered.write_bytes(altered.read_bytes()[::-1])  # same size, new bytes, new mtime
+    third = await h.run(project, environ=case.env)
+    assert reads == [altered]
+    assert third.done == 1 and third.skipped == len(project.jobs) - 1
