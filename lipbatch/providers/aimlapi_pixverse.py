@@ -36,6 +36,7 @@ Readings chosen where the docs are ambiguous or silent:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -164,8 +165,11 @@ def parse_state(body: Any) -> TaskState:
     return TaskState(Phase.PENDING, raw, credits=credits)
 
 
+@functools.lru_cache(maxsize=4)  # a clip shared by many jobs is read and encoded once, not once per job
 def _read_data_uri(path: Path, media_type: str, sha256: str | None) -> str:
-    """Blocking: the file as a data URI, refusing oversize files and files changed since planning."""
+    """Blocking: the file as a data URI, refusing oversize files and files changed since planning.
+
+    Cached by content hash (part of the key), so a hit sends exactly the bytes that were validated."""
     size = path.stat().st_size
     if size > DATA_URI_LIMIT_BYTES:
         raise PermanentError(

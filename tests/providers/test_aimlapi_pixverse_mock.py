@@ -240,3 +240,20 @@ def test_any_json_body_maps_to_a_state(status: str, error: object, video: object
 
 def test_describe_error_joins_detail_items() -> None:
     assert aimlapi_pixverse.describe_error({"detail": [{"msg": "a"}, {"msg": "b"}]}) == "a; b"
+
+
+async def test_a_clip_shared_by_many_jobs_is_read_and_encoded_once(tiny_video: Path, monkeypatch) -> None:
+    ref = local_ref(tiny_video, "video", "video/mp4")
+    reads: list[Path] = []
+    real_read_bytes = Path.read_bytes
+
+    def counting_read_bytes(self: Path) -> bytes:
+        reads.append(self)
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting_read_bytes)
+    recorder = Recorder(answer(200, CREATED))
+    for text in ("one", "two", "three"):
+        await client(recorder).submit(make_job(KIND, {"video": ref}, {"speaker": "Ava", "text": text}), {})
+    assert reads.count(tiny_video) == 1
+    assert len({recorder.body(i)["video_url"] for i in range(3)}) == 1
