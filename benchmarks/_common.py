@@ -48,7 +48,7 @@ for _helpers in (ROOT / "tests" / "runner", ROOT / "tests" / "manifest"):
     if str(_helpers) not in sys.path:
         sys.path.insert(0, str(_helpers))
 
-from kinds import PIXVERSE_SPEAKER, RUNWAY_VOICES, Media, creatify_ids  # noqa: E402
+from kinds import PIXVERSE_SPEAKER, RUNWAY_VOICES, Media, creatify_ids, provider_accounts  # noqa: E402
 
 from lipbatch.manifest import load_project  # noqa: E402
 from lipbatch.model import Project  # noqa: E402
@@ -86,17 +86,8 @@ def write_manifest(directory: Path, media: Media, jobs: int, *, kind: str = "run
     if kind not in BENCH_KINDS:
         raise ValueError(f"benchmarks build manifests for {', '.join(BENCH_KINDS)}, not {kind}")
     directory.mkdir(parents=True, exist_ok=True)
-    names = ["acct"] if accounts == 1 else [f"acct{i}" for i in range(accounts)]
-    providers: dict[str, Any] = {}
-    environ: dict[str, str] = {}
-    for index, name in enumerate(names):
-        entry: dict[str, Any] = {"kind": kind, "concurrency": concurrency}
-        if accounts > 1:
-            roles = ("api_id", "api_key") if kind == "creatify-lipsync" else ("token",)
-            creds = {role: f"BENCH{index}_{role.upper()}" for role in roles}
-            entry["credentials"] = creds
-            environ.update({var: f"bench-{name}-{role}" for role, var in creds.items()})
-        providers[name] = entry
+    names, providers, environ = provider_accounts(kind, accounts, concurrency, var_prefix="BENCH",
+                                                  value_prefix="bench")
     clip = {"avatar": creatify_ids()[0]} if kind == "creatify-lipsync" else {"video": str(media.video)}
     data: dict[str, Any] = {"version": 1, "providers": providers, "clips": {"face": clip}}
     if kind in TEXT_KINDS:

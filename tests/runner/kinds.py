@@ -106,6 +106,27 @@ def _lines(kind: str, media: Media, jobs: int, moderated: set[int]) -> dict[str,
     return lines
 
 
+def provider_accounts(kind: str, accounts: int, concurrency: int, *, var_prefix: str = "ACCT",
+                      value_prefix: str = "sandbox") -> tuple[list[str], dict[str, dict], dict[str, str]]:
+    """(account names, the manifest's providers section, environ) for ``accounts`` accounts of ``kind``.
+
+    With several accounts each gets its own credential variables (``<var_prefix><i>_...``),
+    so the sandbox sees them as separate provider accounts.
+    """
+    names = ["acct"] if accounts == 1 else [f"acct{i}" for i in range(accounts)]
+    providers: dict[str, dict] = {}
+    env: dict[str, str] = {}
+    for index, name in enumerate(names):
+        entry: dict[str, object] = {"kind": kind, "concurrency": concurrency}
+        if accounts > 1:
+            roles = ("api_id", "api_key") if kind == "creatify-lipsync" else ("token",)
+            creds = {role: f"{var_prefix}{index}_{role.upper()}" for role in roles}
+            entry["credentials"] = creds
+            env.update({var: f"{value_prefix}-{name}-{role}" for role, var in creds.items()})
+        providers[name] = entry
+    return names, providers, env
+
+
 def write_manifest(kind: str, directory: Path, media: Media, *, jobs: int = 3, concurrency: int = 3,
                    moderated: set[int] | None = None, accounts: int = 1,
                    output: str = "{provider}/{clip}/{script}.{lang}.mp4") -> Case:
@@ -116,17 +137,7 @@ def write_manifest(kind: str, directory: Path, media: Media, *, jobs: int = 3, c
     """
     moderated = moderated or set()
     directory.mkdir(parents=True, exist_ok=True)
-    names = ["acct"] if accounts == 1 else [f"acct{i}" for i in range(accounts)]
-    providers: dict[str, dict] = {}
-    env: dict[str, str] = {}
-    for index, name in enumerate(names):
-        entry: dict[str, object] = {"kind": kind, "concurrency": concurrency}
-        if accounts > 1:
-            roles = ("api_id", "api_key") if kind == "creatify-lipsync" else ("token",)
-            creds = {role: f"ACCT{index}_{role.upper()}" for role in roles}
-            entry["credentials"] = creds
-            env.update({var: f"sandbox-{name}-{role}" for role, var in creds.items()})
-        providers[name] = entry
+    names, providers, env = provider_accounts(kind, accounts, concurrency)
 
     persona, accent = creatify_ids()
     clip: dict[str, object] = {"video": str(media.video)}
@@ -167,4 +178,4 @@ def write_manifest(kind: str, directory: Path, media: Media, *, jobs: int = 3, c
     return Case(kind, path, jobs * len(names), names[0], env)
 
 
-__all__ = ["KINDS", "TEXT_KINDS", "Case", "Media", "write_manifest", "MODERATED_WORD"]
+__all__ = ["KINDS", "TEXT_KINDS", "Case", "Media", "write_manifest", "provider_accounts", "MODERATED_WORD"]
