@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# Tests never touch the user's real cache folder; subprocesses inherit this too.
+os.environ["LIPBATCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="lipbatch-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,9 @@ def project_dir(tmp_path: Path, media_dir: Path) -> Path:
 
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
-    """A private copy of manifests_examples/ (validate writes a hash cache beside the manifest)."""
+    """A private copy of manifests_examples/: its inputs and manifests only, never a run's state or outputs."""
     target = tmp_path / "manifests_examples"
-    shutil.copytree(EXAMPLES, target)
+    shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns("*lipbatch-state*", "*-output", ".*"))
     return target
 
 
