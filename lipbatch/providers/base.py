@@ -107,7 +107,8 @@ class Provider(Protocol):
     async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
         """Create the task. ``uploads`` maps input role -> handle for uploaded inputs.
 
-        Sends ``job.key`` as the provider's reference field where one exists.
+        Sends ``job.reference`` (the key, with the take after the first) as the provider's reference
+        field where one exists.
         """
         ...
 
@@ -115,8 +116,8 @@ class Provider(Protocol):
         """Read the task's current state."""
         ...
 
-    async def find_task(self, job_key: str) -> str | None:
-        """Find the task submitted for ``job_key`` (after a crash between POST and record)."""
+    async def find_task(self, reference: str) -> str | None:
+        """Find the task submitted with ``reference`` (after a crash between POST and record)."""
         ...
 
 
@@ -315,5 +316,5 @@ class HttpClient:
     async def upload(self, ref: InputRef) -> Upload:
         raise PermanentError(f"{self.kind} has no upload endpoint; its inputs are sent as URLs or inline")
 
-    async def find_task(self, job_key: str) -> str | None:
+    async def find_task(self, reference: str) -> str | None:
         return None

@@ -139,7 +139,7 @@ def build_body(job: Job) -> dict[str, Any]:
         scene["background"] = {"type": "image", "url": params["background_url"], "fit": "crop"}
     if params.get("captions") is not None:
         scene["caption_setting"] = {"hidden": not params["captions"]}
-    body: dict[str, Any] = {"video_inputs": [scene], "name": job.key}
+    body: dict[str, Any] = {"video_inputs": [scene], "name": job.reference}
     for key in ("aspect_ratio", "model_version"):
         if params.get(key):
             body[key] = params[key]

@@ -117,7 +117,7 @@ class Client(HttpClient):
 
         params = job.params
         body: dict[str, Any] = {
-            "name": job.key,
+            "name": job.reference,
             "start_seconds": params["start_seconds"],
             "end_seconds": params["end_seconds"],
             "assets": {
