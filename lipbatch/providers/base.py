@@ -120,6 +120,10 @@ class Provider(Protocol):
         """Find the task submitted with ``reference`` (after a crash between POST and record)."""
         ...
 
+    def upload_gone(self, error: ProviderError, uploads: Mapping[str, Upload]) -> bool:
+        """True when a create was refused because the provider forgot an uploaded input."""
+        ...
+
 
 # -- shared HTTP plumbing -----------------------------------------------------------------------
 
@@ -210,6 +214,7 @@ async def request_json(
 
 _UPLOAD_CHUNK = 1 << 20
 
+_UPLOAD_GONE = re.compile(r"(asset|file).{0,80}(not found|deleted|does not exist|expired)", re.IGNORECASE)
 _MODERATION = re.compile(
     r"moderat|nsfw|sensitive|inappropriate|offensive|content polic|violat|prohibited|unsafe", re.IGNORECASE
 )
@@ -318,3 +323,15 @@ class HttpClient:
 
     async def find_task(self, reference: str) -> str | None:
         return None
+
+    def upload_gone(self, error: ProviderError, uploads: Mapping[str, Upload]) -> bool:
+        """Was a create refused because the provider no longer has an uploaded input?
+
+        Providers purge uploads (Magic Hour after 7 days; useapi assets can be deleted) and answer
+        the create with a 4xx naming the handle or the missing file. Only such a refusal makes the
+        runner upload again; it created nothing, so uploading and creating again pays once.
+        """
+        if error.status not in (400, 404, 410, 422):
+            return False
+        return any(upload.handle in error.message for upload in uploads.values()) or bool(
+            _UPLOAD_GONE.search(error.message))
