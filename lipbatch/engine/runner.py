@@ -125,7 +125,8 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
         await trio.to_thread.run_sync(self.hashes.save)
-        self.emit("run_finished", **self.summary.to_json())
+        self.emit("run_finished", output_dir=str(self.project.output_dir), state_file=str(self.project.state_path),
+                  **self.summary.to_json())
         return self.summary
 
     async def _run_work(self, work: list[_Plan]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from kinds import write_manifest
 
 from lipbatch import cli
+from lipbatch.campaign import load_campaign
 from lipbatch.errors import EXIT_INVALID, EXIT_OK
 from lipbatch.manifest import load_project
 from lipbatch.state import JobStatus, read_jobs
@@ -52,7 +53,7 @@ def test_run_with_builtin_sandbox_needs_no_keys(tmp_path, media):
     assert result.returncode == EXIT_OK, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["type"] == "run_finished" and events[-1]["data"]["done"] == 2
-    project = load_project(case.manifest)
+    project = load_campaign(case.manifest, sandbox=True)  # sandbox runs are rehearsals
     records = read_jobs(project.state_path)
     assert all(records[job.key].status is JobStatus.DONE for job in project.jobs)
     assert all((project.output_dir / job.output).exists() for job in project.jobs)
