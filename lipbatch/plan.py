@@ -112,12 +112,14 @@ class Plan:
 
 
 def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, str], *,
-               endpoint: str | None = None, output_dir: Path | None = None) -> str:
+               endpoint: str | None = None, output_dir: Path | None = None,
+               rejected: Mapping[str, str] | None = None) -> str:
     """The plan status of ``job``; ``owners`` maps each recorded output path to its key.
 
     ``endpoint``: the account's endpoint (records another one made are a redo here);
     ``output_dir``: check that done outputs exist with their recorded size, and that nothing
-    foreign sits where a new job will write.
+    foreign sits where a new job will write. ``rejected``: output -> sha256 of a take a reviewer
+    rejected (the next run redoes it).
     """
     record = records.get(job.key)
     if record is not None and endpoint is not None and not record.made_by(endpoint):
@@ -126,7 +128,8 @@ def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, 
         if record.no_task_exists:
             return "waiting"  # refused or out of credits before: nothing was created or paid
         if record.status is JobStatus.DONE:
-            if record.redo:
+            if record.redo or (rejected and any(rejected.get(out) == record.output_sha256
+                                                 for out in job.outputs)):
                 return "redo"
             if record.lost:
                 return "lost"
@@ -158,7 +161,8 @@ def video_fps(job: Job, cache: HashCache) -> float | None:
 
 
 def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = None,
-               hash_cache: HashCache | None = None, rehearsal: bool = False) -> Plan:
+               hash_cache: HashCache | None = None, rehearsal: bool = False,
+               rejected: Mapping[str, str] | None = None) -> Plan:
     """Statuses (from ``records``, default: the project's state file) and estimates of every job.
 
     ``rehearsal``: the project's paths are the sandbox's; its records count whatever sandbox made them.
@@ -170,7 +174,8 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
     rows, stale = [], []
     for job in project.jobs:
         endpoint = None if rehearsal else project.accounts[job.account].endpoint
-        status = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir)
+        status = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir,
+                            rejected=rejected)
         record = records.get(job.key)
         if status == "changed":
             stale.extend(Stale(out, owners[out], job.key) for out in job.outputs

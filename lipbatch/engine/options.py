@@ -20,6 +20,8 @@ class RunOptions:
     resubmit_unknown: bool = False
     regenerate_missing: bool = False  # pay for a new take of a done job whose output and provider copy are gone
     force: bool = False  # replace files at output paths that lipbatch did not write
+    #: output path -> sha256 of a take a reviewer rejected: a job whose current take it is makes a new one
+    rejected: Mapping[str, str] = field(default_factory=dict)
     fail_fast: bool = False
     max_jobs: int | None = None  # jobs in flight across all accounts
     sandbox: bool = False  # missing credential variables get dummy values

@@ -205,6 +205,8 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
             return _Plan("work", job)
         if record.redo:
             return self._new_take(job, record.redo)
+        if any(self.options.rejected.get(out) == record.output_sha256 for out in job.outputs):
+            return self._new_take(job, "rejected")
         verified = [name for name in dict.fromkeys([*job.outputs, *record.outputs])
                     if self.outputs.holds(name, record)]
         missing = tuple(name for name in job.outputs if name not in verified)
