@@ -113,7 +113,8 @@ class SubmitPhase:
         body: Any = None
         while True:
             self._gate(acct)
-            await self._take_slot(job, acct)
+            if not acct.limiter.holds(job.key):  # a resumed record of another endpoint already took one
+                await self._take_slot(job, acct)
             try:
                 self._gate(acct)
                 if body is None:  # built whole before the intent is recorded: the unknown window is the POST
