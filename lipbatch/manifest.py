@@ -54,6 +54,7 @@ import jsonschema
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from lipbatch.budget import cost_problems
 from lipbatch.errors import ManifestError
 from lipbatch.hashing import HashCache
 from lipbatch.media import MediaError, media_type
@@ -492,6 +493,8 @@ class _Checker:
                 credentials={**DEFAULT_CREDENTIALS[kind], **_mapping(spec.get("credentials"))},
                 concurrency=spec.get("concurrency") or DEFAULT_CONCURRENCY[kind],
                 options=dict(_mapping(spec.get("options"))),
+                budget=spec.get("budget"),
+                allow_unknown_cost=spec.get("allow_unknown_cost", False),
             )
 
     def check_voices(self) -> None:
@@ -963,8 +966,11 @@ def load_project(path: Path, *, hash_cache: HashCache | None = None) -> Project:
     checker.check_clips()
     cells = checker.expand_jobs()
     jobs = checker.merge(cells)
+    budget_usd = _mapping(data.get("budget")).get("usd") if not checker.broken(("budget",)) else None
+    for jpath, message in cost_problems(checker.accounts, jobs, budget_usd):
+        checker.add(jpath, message)
     cache.save()
     if problems:
         raise fail()
     return Project(manifest_path=path.resolve(), output_dir=output_dir, state_path=state_path,
-                   accounts=checker.accounts, jobs=tuple(jobs))
+                   accounts=checker.accounts, jobs=tuple(jobs), budget_usd=budget_usd)

@@ -60,6 +60,8 @@ class Account:
     options: Mapping[str, Any] = field(default_factory=dict)
     #: None for the provider itself; "in-process" for ``--sandbox``; the URL for ``--sandbox-url``
     sandbox: str | None = None
+    budget: float | None = None  # most this account may spend, in its provider's credits (``lipbatch.budget``)
+    allow_unknown_cost: bool = False  # jobs without a documented price may run under a budget
 
     @property
     def endpoint(self) -> str:
@@ -136,3 +138,4 @@ class Project:
     state_path: Path
     accounts: Mapping[str, Account]
     jobs: tuple[Job, ...]
+    budget_usd: float | None = None  # the campaign's budget in US dollars (``lipbatch.budget``)

@@ -11,6 +11,15 @@ Readings: Creatify partial blocks round up (the web app does; the API's
 rounding is undocumented). Magic Hour frames = window seconds x min(input fps,
 max_fps_limit), with 30 fps (the docs' estimate basis) when the input fps is
 unknown; credits are charged per frame, rounded up.
+
+``Estimate.reserve`` is what a budget sets aside before a create: the most the
+provider may take for the job at any moment. It differs from ``amount`` for
+Magic Hour, which deducts a 30 fps estimate when the job is queued and settles
+it to the rendered frames on completion, and for Creatify, where it covers both
+documented aurora prices.
+
+``PRICE_TABLE`` is the money side, one row per kind, as documented in the
+providers' pages collected in /work/shared/providers (read 2026-11-29).
 """
 
 from __future__ import annotations
@@ -39,6 +48,58 @@ CREATIFY_PRICES: dict[str, tuple[tuple[float, float], float | None]] = {
 
 
 @dataclass(frozen=True)
+class Price:
+    """One kind's documented prices: credits per video (how) and US dollars per credit (or None)."""
+
+    per_video: str
+    usd_per_credit: float | None
+    source: str
+    #: a failed task costs nothing (documented refund or "never charged"), whatever was reserved
+    failures_free: bool = False
+
+
+PRICES_READ = "2026-11-29"
+PRICE_TABLE: dict[str, Price] = {
+    "runway-lipsync": Price(
+        "unknown (useapi.net does not document Runway's credits per second; exploreMode: 0)", None,
+        "Runway plan credits of the linked account; useapi.net is a flat subscription"),
+    "runway-act-two-voice": Price(
+        "unknown (credits per second of voice swap not documented; exploreMode: 0)", None,
+        "Runway plan credits of the linked account"),
+    "magichour-lipsync": Price(
+        "1 credit per rendered frame (lite, standard), 2 (pro); 30 fps estimate deducted when queued", 1 / 400,
+        "credit packs: about 400 credits per $1 (plans: Creator $19 / 12,000, Pro $39 / 25,000, Business $99 / "
+        "70,000); the pack price, the highest listed, is used so money is never understated",
+        failures_free=True),
+    "aimlapi-pixverse-lipsync": Price(
+        "unknown (no price list in the docs; their sample run reported 2,000,000 credits)", 1 / 2_000_000,
+        "AI/ML API: $1 = 2,000,000 credits; failed generations are never charged", failures_free=True),
+    "creatify-lipsync": Price(
+        "standard 5 per 30 s; aurora_v1 20 per 15 s (newer pages: 1 per s); aurora_v1_fast 10 per 15 s "
+        "(newer pages: 0.5 per s)", None, "no money price for API credits in the docs"),
+}
+
+
+def usd(kind: str, credits: float | None) -> float | None:
+    """``credits`` of ``kind`` in US dollars, or None when the docs give no price."""
+    rate = PRICE_TABLE[kind].usd_per_credit
+    return None if rate is None or credits is None else credits * rate
+
+
+def plain(value: float) -> str:
+    """A number in plain notation with thousands separators: ``4,000,000``, ``12.5`` (never ``4e+06``)."""
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def dollars(value: float) -> str:
+    if 0 < value < 0.01:
+        return "<$0.01"
+    return f"${value:,.2f}"
+
+
+@dataclass(frozen=True)
 class Estimate:
     """An estimated cost: ``amount`` in ``unit``, or None when the provider documents no price."""
 
@@ -46,14 +107,22 @@ class Estimate:
     unit: str
     note: str = ""
     uncertain: bool = False
+    hold: float | None = None  # most the provider takes at once, when more than ``amount``
+
+    @property
+    def reserve(self) -> float | None:
+        """What a budget sets aside for the job before its create."""
+        if self.amount is None:
+            return None
+        return max(self.amount, self.hold or 0.0)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "reserve": self.reserve}
 
     def short(self) -> str:
         if self.amount is None:
             return "unknown"
-        text = f"{self.amount:g}"
+        text = plain(self.amount)
         return f"~{text}?" if self.uncertain else text
 
 
@@ -76,15 +145,17 @@ def _magichour(job: Job, unit: str, video_fps: float | None) -> Estimate:
     seconds = float(job.params["end_seconds"]) - float(job.params["start_seconds"])
     fps = video_fps or MAGICHOUR_ESTIMATE_FPS
     limit = job.params.get("max_fps_limit")
+    queued_fps = MAGICHOUR_ESTIMATE_FPS
     if limit:
-        fps = min(fps, float(limit))
+        fps, queued_fps = min(fps, float(limit)), min(queued_fps, float(limit))
     mode = str(job.params.get("generation_mode", "lite"))
     per_frame = MAGICHOUR_CREDITS_PER_FRAME.get(mode, 1)
     frames = math.ceil(round(seconds * fps, 6))
     basis = "probed" if video_fps else "assumed"
+    hold = math.ceil(round(seconds * queued_fps, 6)) * per_frame
     return Estimate(frames * per_frame, unit,
                     f"{seconds:g} s x {fps:g} fps ({basis}) = {frames} frames x {per_frame} ({mode}); "
-                    f"settled to rendered frames")
+                    f"{plain(hold)} deducted when queued (30 fps basis), settled to rendered frames", hold=hold)
 
 
 def _creatify(job: Job, unit: str) -> Estimate:
@@ -101,4 +172,4 @@ def _creatify(job: Job, unit: str) -> Estimate:
         return Estimate(amount, unit, note)
     other = math.ceil(seconds * per_second * 10) / 10
     return Estimate(amount, unit, f"{note} (v2 create page); newer Creatify pages say {per_second:g} credit/s "
-                                  f"= {other:g}", uncertain=True)
+                                  f"= {plain(other)}", uncertain=True, hold=math.ceil(seconds * per_second))

@@ -1,7 +1,8 @@
-"""Where run events go: a live table on a terminal, plain log lines otherwise, JSON lines with ``--json``.
+"""Where run events go: a live display on a terminal, plain log lines otherwise, JSON lines with ``--json``.
 
-Sinks only format ``runner.Event``s, whose text the runner has already scrubbed
-of credential values (``State.scrub``), so nothing here needs redaction.
+Sinks only format ``Event``s, whose text the runner has already scrubbed of
+credential values (``State.scrub``), so nothing here needs redaction. Numbers
+are plain (``4,000,000``, never ``4e+06``); a cost nobody knows is ``?``, never 0.
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ from typing import Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from lipbatch.runner import Event, Sink
+from lipbatch.engine.options import Event, Sink
+from lipbatch.pricing import plain
 
-# Events worth a log line; the rest (progress, slot counts) feed the live table / JSON only.
+# Events worth a log line; the rest (progress, slot counts) feed the live display / JSON only.
 LOGGED = {
     "run_started": "{to_do} job(s) to run, {skipped} already done",
     "upload": "uploading {role} ({sha256:.12})",
     "job_submitted": "submitted as task {task_id} (attempt {attempt})",
     "job_reconciled": "found earlier task {task_id}",
-    "job_busy": "account busy, retrying in {delay}s (slots now {limit})",
-    "job_rate_limited": "rate limited, retrying in {delay}s",
-    "job_retry": "retrying: {message}",
+    "job_busy": "{host}: account busy, next attempt in {delay}s at {at} (slots now {limit})",
+    "job_rate_limited": "{host}: rate limited ({message}), next attempt in {delay}s at {at}",
+    "job_retry": "{host}: {message}; next attempt in {delay}s at {at}",
+    "retry": "{host}: {message}; next attempt in {delay}s at {at}",
     "job_url_expired": "result URL expired, fetching a fresh one",
     "job_done": "done ({size} bytes, sha256 {sha256:.12})",
     "job_copied": "already done; copied to {targets}",
@@ -37,14 +41,22 @@ LOGGED = {
     "job_not_run": "not run: {message}",
     "job_lost": "OUTPUT LOST: {message}",
     "job_blocked": "BLOCKED: {message}",
+    "job_over_budget": "WAITING FOR BUDGET: {message}",
+    "job_waiting_budget": "{message}",
     "job_new_take": "new take {take} ({reason})",
     "job_reupload": "{message}",
+    "breaker": "STOPPED REPEATING: {refusals} creates refused alike: {message}; jobs using it are not submitted",
     "account_stopped": "account stopped: {message}",
     "halted": "{message}",
     "interrupted": "{message}",
     "run_finished": "finished: {done} done, {skipped} already done, {failed} failed, {unknown} unknown, "
-                    "{lost} output(s) lost, {blocked} blocked, {not_run} left for a rerun; outputs in {output_dir}",
+                    "{lost} output(s) lost, {blocked} blocked, {over_budget} waiting for budget, {error_blocked} "
+                    "blocked by a repeated error, {not_run} left for a rerun; outputs in {output_dir}",
 }
+# shown above the live display as they happen (the rest scroll in its recent lines)
+LOUD = ("job_failed", "job_unknown", "account_stopped", "interrupted", "halted", "breaker")
+ENDED = ("job_done", "job_skipped", "job_copied", "job_failed", "job_unknown", "job_not_run", "job_lost",
+         "job_blocked", "job_over_budget", "job_error_blocked")
 
 
 def describe(event: Event) -> str | None:
@@ -53,12 +65,34 @@ def describe(event: Event) -> str | None:
     if template is None:
         return None
     fields: dict[str, Any] = {"message": event.message or "", **event.data}
+    if "next_attempt" in fields:
+        fields["at"] = time.strftime("%H:%M:%S", time.localtime(fields["next_attempt"]))
     try:
         text = template.format(**fields)
     except (KeyError, ValueError, TypeError):
         text = event.message or event.type
     where = " ".join(part for part in (event.account and f"[{event.account}]", event.output) if part)
     return f"{where}: {text}" if where else text
+
+
+def credits_cell(data: dict[str, Any]) -> str:
+    """An account's credits: ``charged 120 · est. 60`` (reserved for jobs in flight); ``?`` when unknown."""
+    charged, held = data.get("charged"), data.get("held") or 0.0
+    unknown = data.get("unknown", 0) > 0
+    parts = []
+    if charged is not None and (charged or not unknown):
+        parts.append(f"charged {plain(charged)}" + ("+?" if unknown else ""))
+    elif unknown:
+        parts.append("charged ?")
+    if held:
+        parts.append(f"est. {plain(held)}")
+    return " · ".join(parts) or "-"
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
 class LogSink:
@@ -85,7 +119,7 @@ class JsonSink:
 
 
 class LiveSink:
-    """A live table per account (slots in use / cap, done, failed, in flight, credits) over recent lines."""
+    """Overall progress (bar, done/total, elapsed, ETA), one line per account, and recent events."""
 
     REFRESH = 0.1
 
@@ -95,38 +129,55 @@ class LiveSink:
         self.lines: list[str] = []
         self.keep = keep
         self.live = Live(console=console, auto_refresh=False, transient=False)
+        self.total = self.done = self.ended = self.ended_before = 0
+        self.started = time.monotonic()
         self._last = 0.0
 
     def __call__(self, event: Event) -> None:
         if event.type == "account" and event.account:
             self.accounts[event.account] = dict(event.data)
-        elif event.type in ("job_failed", "job_unknown", "account_stopped", "interrupted", "halted"):
+        elif event.type == "run_started":  # after lost/blocked jobs the pre-pass settled, before the rest
+            self.total = int(event.data.get("jobs", 0))
+            self.done = int(event.data.get("skipped", 0))
+            self.ended += self.done
+            self.ended_before = self.ended
+        if event.type in ENDED and event.type not in ("job_skipped", "job_copied"):
+            self.ended += 1
+            self.done += event.type == "job_done"
+        if event.type in LOUD:
             self.console.print(describe(event) or "", markup=False, highlight=False)
-        else:
-            line = describe(event)
-            if line is not None:
-                self.lines = [*self.lines, line][-self.keep:]
+        elif (line := describe(event)) is not None:
+            self.lines = [*self.lines, line][-self.keep:]
         now = time.monotonic()
         if now - self._last >= self.REFRESH or event.type == "run_finished":
             self._last = now
             self.live.update(self.render(), refresh=True)
 
+    def eta(self, elapsed: float) -> str:
+        finished = self.ended - self.ended_before
+        left = self.total - self.ended
+        if finished <= 0 or left <= 0:
+            return "-" if left else "0:00"
+        return clock(elapsed / finished * left)
+
     def render(self) -> Group:
-        table = Table(title="lipbatch run", expand=False)
-        for column in ("account", "kind", "slots", "in flight", "done", "failed", "credits", "note"):
-            table.add_column(column, justify="right" if column not in ("account", "kind", "note") else "left")
+        elapsed = time.monotonic() - self.started
+        bar = ProgressBar(total=max(1, self.total), completed=self.ended, width=30)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(bar, Text(f"{plain(self.done)}/{plain(self.total)} done  elapsed {clock(elapsed)}  "
+                               f"ETA {self.eta(elapsed)}"))
+        table = Table(expand=False, box=None, padding=(0, 1))
+        for column in ("account", "in flight/cap", "done", "failed", "credits", "note"):
+            table.add_column(column, justify="right" if column in ("done", "failed") else "left")
         for name, data in sorted(self.accounts.items()):
-            table.add_row(
-                name, str(data.get("kind", "")), f"{data.get('in_use', 0)}/{data.get('limit', 0)} (cap {data.get('cap', 0)})",
-                str(data.get("in_flight", 0)), str(data.get("done", 0)), str(data.get("failed", 0)),
-                f"{data.get('credits', 0):g}", str(data.get("stopped") or ""),
-            )
-        return Group(table, Text("\n".join(self.lines), overflow="ellipsis", no_wrap=True))
+            table.add_row(name, f"{data.get('in_flight', 0)}/{data.get('cap', 0)}", plain(data.get("done", 0)),
+                          plain(data.get("failed", 0)), credits_cell(data), str(data.get("stopped") or ""))
+        return Group(head, table, Text("\n".join(self.lines), overflow="ellipsis", no_wrap=True))
 
 
 @contextlib.contextmanager
 def open_sink(*, json_lines: bool = False, stream: TextIO | None = None) -> Iterator[Sink]:
-    """The right sink for the output: JSON when asked, a live table on a TTY, else log lines."""
+    """The right sink for the output: JSON when asked, a live display on a TTY, else log lines."""
     stream = stream or sys.stdout
     if json_lines:
         yield JsonSink(stream)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-OUTCOMES = ("done", "skipped", "failed", "unknown", "not_run", "lost", "blocked")
+OUTCOMES = ("done", "skipped", "failed", "unknown", "not_run", "lost", "blocked", "over_budget", "error_blocked")
 
 
 class JobEnded(Exception):

@@ -36,6 +36,14 @@ class RunOptions:
     request_burst: float | None = None
     result_attempts: int = 5  # downloads per job per run (expired URL or corrupt transfer)
     http_timeout: float = 60.0
+    #: account -> budget in its credits for this run, replacing the manifest's (``lipbatch.budget``)
+    max_credits: Mapping[str, float] = field(default_factory=dict)
+    #: the same permanent refusal of one value (a voice id, ...) this many times stops its jobs
+    breaker_threshold: int = 3
+    #: an account whose host refused or failed to resolve every connection for this long is stopped
+    unreachable_after: float = 8.0
+    connect_retry: tuple[float, ...] = (0.5, 1.0, 2.0)  # waits between connection attempts, the last repeats
+    rerun: str | None = None  # the command that continues this run (for the summary); default from the manifest
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,20 @@ Sink = Callable[[Event], None]
 
 
 @dataclass
+class Pending:
+    """A job this run did not finish: why, and the flags of ``lipbatch run`` that continue it."""
+
+    output: str
+    key: str
+    account: str
+    outcome: str  # an outcome of ``engine.control.OUTCOMES`` but done/skipped, or "in_flight"
+    reason: str
+    flags: tuple[str, ...] | None = ()  # e.g. ("--retry-failed",); (): the same command; None: nothing does
+    needs: float | None = None  # over_budget: what the job reserves, in its account's credits
+    cause: str | None = None  # error_blocked: the refused value and where it is set; over_budget: the budget
+
+
+@dataclass
 class RunSummary:
     """What a run achieved; ``exit_code`` follows lipbatch.errors."""
 
@@ -69,15 +91,25 @@ class RunSummary:
     not_run: int = 0  # left for a rerun: stopped account, fail-fast, interrupted, download pending
     lost: int = 0  # done before, but its output and the provider's copy are gone (--regenerate-missing)
     blocked: int = 0  # an output path holds a file lipbatch did not write (--force replaces it)
+    over_budget: int = 0  # not submitted: its reservation does not fit what a budget has left
+    error_blocked: int = 0  # not submitted: the provider refused the same value for other jobs (the breaker)
+    in_flight: int = 0  # of ``not_run``: paid, at the provider; the next run collects them
     interrupted: bool = False
     credits: dict[str, float] = field(default_factory=dict)  # per account, reported this run
     failures: dict[str, str] = field(default_factory=dict)  # first output -> reason
+    pending: list[Pending] = field(default_factory=list)  # every job not done, in order
+    spend: dict[str, dict[str, Any]] = field(default_factory=dict)  # per account and budget: ``report.spend``
+    elapsed: float = 0.0  # seconds
+    output_dir: str = ""
+    log_file: str = ""
+    rerun: str = ""  # the command that continues this run
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if self.failed or self.unknown or self.not_run or self.lost or self.blocked:
+        if (self.failed or self.unknown or self.not_run or self.lost or self.blocked or self.over_budget
+                or self.error_blocked):
             return EXIT_JOBS_FAILED
         return EXIT_OK
 

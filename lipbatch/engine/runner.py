@@ -24,11 +24,16 @@ Readings where the issues left room:
 - HTTP 401 (credentials rejected) fails the job and stops the account.
 - What a provider says in seconds (Retry-After, ETAs, URL expiry) is real time and honoured as
   given; ``time_scale`` scales only the runner's own constants.
+- Spend (``lipbatch.budget``): every create reserves the job's estimate first (``spend.py``); a
+  job that cannot fit ends ``over_budget``, one whose value the provider keeps refusing ends
+  ``error_blocked`` (``breaker.py``). Every run appends its events and closing summary to
+  ``<state>.log`` (``lipbatch.report``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +42,31 @@ from typing import Any
 import httpx
 import trio
 
+from lipbatch.budget import Ledger
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
-from lipbatch.engine.control import OUTCOMES, JobEnded
+from lipbatch.engine.breaker import Breaker
+from lipbatch.engine.control import JobEnded
 from lipbatch.engine.fetch import FetchPhase
-from lipbatch.engine.options import Event, RunOptions, RunSummary, Sink
+from lipbatch.engine.network import NetworkPhase
+from lipbatch.engine.options import Event, Pending, RunOptions, RunSummary, Sink
 from lipbatch.engine.outputs import Outputs, copy_file, remove_partial_files
+from lipbatch.engine.spend import SpendPhase
 from lipbatch.engine.submit import SubmitPhase
 from lipbatch.engine.wait import AwaitPhase
 from lipbatch.errors import ProviderError, TransientError
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job, Project
+from lipbatch.plan import video_fps
+from lipbatch.pricing import estimate
+from lipbatch.report import RunLog, log_path, spend_report, summary_lines
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
 
 _REPOLL_KINDS = ("timeout", "transient")
+_UNSETTLED = (JobStatus.SUBMITTING, JobStatus.UNKNOWN, JobStatus.IN_FLIGHT, JobStatus.SUCCEEDED)
+# outcome -> the flags of `lipbatch run` that continue such a job (None: nothing does; see _pending)
+_FLAGS: dict[str, tuple[str, ...] | None] = {
+    "failed": ("--retry-failed",), "unknown": ("--resubmit-unknown",), "lost": ("--regenerate-missing",),
+    "blocked": ("--force",), "not_run": (), "in_flight": (), "over_budget": (), "error_blocked": ()}
 
 
 @dataclass
@@ -64,7 +81,7 @@ class _Plan:
     new_take: str | None = None  # why the current take is superseded before submitting
 
 
-class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
+class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhase):
     """One run of one project; use ``run_project``."""
 
     def __init__(self, project: Project, options: RunOptions, state: State, *, transport: httpx.AsyncBaseTransport,
@@ -91,6 +108,18 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.outputs = Outputs(project.output_dir, state, self.hashes)
+        self.ledger = Ledger(state, project, options.max_credits)
+        self.breaker = Breaker(project.manifest_path, {n: a.kind for n, a in project.accounts.items()},
+                               options.breaker_threshold)
+        self.reserves: dict[str, float | None] = {}  # job key -> what its create reserves (None: unknown)
+        self._reserved_run: dict[str, float] = {}  # account -> reserved by this run's creates
+        self._unpriced_run: dict[str, int] = {}  # account -> creates this run could not price
+        self._budget_event = trio.Event()
+        self._unreachable: dict[str, tuple[float, int]] = {}  # account -> (first failed connect, failures)
+        self._counted: set[str] = set()
+        self.log: RunLog | None = None
+        self.summary.output_dir = str(project.output_dir)
+        self.summary.rerun = options.rerun or f"lipbatch run {project.manifest_path}"
 
     # -- events
 
@@ -100,18 +129,43 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
             return
         scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
         data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
+        event = Event(type, job=job.key if job else None, account=account or (job.account if job else None),
+                      output=job.output if job else None, message=message and scrub(message), data=data)
+        if self.log is not None:
+            self.log.event(event)
+        if self.sink is None:
+            return
         try:
-            self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
-                            output=job.output if job else None, message=message and scrub(message), data=data))
+            self.sink(event)
         except OSError:  # the reader went away (a closed pipe): the run goes on, unobserved
             self.sink = None
 
     def emit_account(self, acct: AccountRun) -> None:
-        self.emit("account", account=acct.account.name, kind=acct.account.kind, limit=acct.limiter.limit,
+        name = acct.account.name
+        spent, start = self.ledger.account(name), self.ledger.start.get(name)
+        charged = spent.charged - (start.charged if start else 0.0)
+        self.emit("account", account=name, kind=acct.account.kind, limit=acct.limiter.limit,
                   cap=acct.limiter.cap, in_use=acct.limiter.in_use, in_flight=acct.in_flight, done=acct.done,
-                  failed=acct.failed, credits=acct.credits, stopped=acct.stopped)
+                  failed=acct.failed, credits=acct.credits, charged=charged, held=spent.held,
+                  unknown=self._unpriced_run.get(name, 0) if not charged else 0, stopped=acct.stopped)
 
     async def run(self) -> RunSummary:
+        started = time.monotonic()
+        path = log_path(self.project.state_path)
+        self.log = RunLog(path)
+        self.summary.log_file = str(path)
+        try:
+            self.log.write(f"run of {self.project.manifest_path} ({len(self.project.jobs)} jobs); "
+                           f"outputs in {self.project.output_dir}")
+            await self._run(started)
+            for line in summary_lines(self.summary):
+                self.log.write(line)
+        finally:
+            self.log.close()
+            self.log = None
+        return self.summary
+
+    async def _run(self, started: float) -> None:
         plans = await trio.to_thread.run_sync(self._prepass)
         work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in ("work", "restore")]
         for job in self.project.jobs:
@@ -125,9 +179,9 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
         await trio.to_thread.run_sync(self.hashes.save)
-        self.emit("run_finished", output_dir=str(self.project.output_dir), state_file=str(self.project.state_path),
-                  **self.summary.to_json())
-        return self.summary
+        self.summary.elapsed = round(time.monotonic() - started, 3)
+        self.summary.spend = spend_report(self.ledger, self._reserved_run, self._unpriced_run, self.summary.pending)
+        self.emit("run_finished", state_file=str(self.project.state_path), **self.summary.to_json())
 
     async def _run_work(self, work: list[_Plan]) -> None:
         try:
@@ -142,8 +196,9 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
         finally:
             for client in self._clients:
                 await client.aclose()
-        cancelled = self.summary.total - sum(getattr(self.summary, outcome) for outcome in OUTCOMES)
-        self.summary.not_run += cancelled
+        for plan in work:  # cut short (Ctrl-C): in flight at the provider, or never submitted
+            if plan.job.key not in self._counted:
+                self._count(plan.job, None, JobEnded("not_run", "interrupted before it finished"))
         if self.stop.is_set():
             self.summary.interrupted = True
 
@@ -171,6 +226,11 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
 
     def _count(self, job: Job, acct: AccountRun | None, ended: JobEnded) -> None:
         outcome = ended.outcome
+        if job.key in self._counted:
+            return
+        self._counted.add(job.key)
+        self.ledger.untrack(job.key)
+        self._budget_moved()
         setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
         if outcome == "done" and acct is not None:
             acct.done += 1
@@ -182,16 +242,47 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
             if self.options.fail_fast and self.halted is None:
                 self.halted = "fail-fast"
                 self.emit("halted", message=f"--fail-fast: no new submissions after {job.output} failed")
-        elif outcome == "not_run":
-            self.emit("job_not_run", job, message=ended.reason)
+        elif outcome in ("not_run", "over_budget", "error_blocked"):
+            self.emit(f"job_{outcome}", job, message=ended.reason)
+        if outcome not in ("done", "skipped"):
+            self._pending(job, outcome, ended.reason or outcome)
         if acct is not None:
             self.emit_account(acct)
+
+    def _pending(self, job: Job, outcome: str, reason: str) -> None:
+        """A job not done: why, and what continues it."""
+        record = self.state.job(job.key)
+        flags = _FLAGS[outcome]
+        cause = needs = None
+        if outcome == "not_run" and record is not None and record.task_id and record.status in _UNSETTLED:
+            outcome, reason = "in_flight", f"{reason}; paid, task {record.task_id} is collected on rerun"
+            self.summary.in_flight += 1
+        elif outcome == "failed" and record is not None:
+            if record.error_kind == "moderation":
+                flags = None
+            elif record.task_id and record.error_kind in _REPOLL_KINDS:
+                flags = ()  # a live, paid task: any rerun polls it again
+        elif outcome == "over_budget":
+            needs = self.reserves.get(job.key)
+            short = self.ledger.shortfall(job, needs)
+            cause = short.pool.name if short is not None else None
+        elif outcome == "error_blocked":
+            trip = self.breaker.trip_for(job)
+            cause = trip.describe() if trip is not None else None
+        self.summary.pending.append(Pending(job.output, job.key, job.account, outcome, self.state.scrub(reason),
+                                           flags, needs, cause))
 
     # -- pre-pass: what is already settled (no HTTP)
 
     def _prepass(self) -> dict[str, _Plan]:
         remove_partial_files(self.project.output_dir)
-        return {job.key: self._decide(job) for job in self.project.jobs}
+        plans = {job.key: self._decide(job) for job in self.project.jobs}
+        for plan in plans.values():  # what each create would reserve (Magic Hour: the probed frame rate)
+            if plan.action == "work":
+                job = plan.job
+                fps = video_fps(job, self.hashes) if job.kind == "magichour-lipsync" else None
+                self.reserves[job.key] = estimate(job, video_fps=fps).reserve
+        return plans
 
     def _decide(self, job: Job) -> _Plan:
         record = self.state.job(job.key)
@@ -254,10 +345,13 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
 
     def _start_new_take(self, job: Job, acct: AccountRun, record: JobRecord, reason: str) -> None:
         """Keep the current take in the state's history; the record starts over as "nothing created"."""
+        self.ledger.track(job.key)
         self.outputs.archive(record, reason)
+        self.ledger.keep_take(record.account, record.credits)
         self.state.update(job.key, status=JobStatus.SUBMITTING, error_kind=REFUSED, error=f"new take ({reason})",
                           task_id=None, output_sha256=None, output_size=None, credits=None, result_url=None,
-                          result_expires_at=None, take=job.take, endpoint=acct.endpoint, redo=None, attempts=0)
+                          result_expires_at=None, take=job.take, endpoint=acct.endpoint, redo=None, attempts=0,
+                          reserved=None)
         self.emit("job_new_take", job, take=job.take, reason=reason)
 
     # -- one job
@@ -273,6 +367,8 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
             return
         status = record.status if record else None
         task_id = record.task_id if record else None
+        if record is not None and (status in _UNSETTLED or (status is JobStatus.FAILED and task_id)):
+            self.ledger.track(job.key)  # its cost may settle in this run
 
         if status is JobStatus.FAILED:
             assert record is not None

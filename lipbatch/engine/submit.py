@@ -8,11 +8,16 @@ A connection lost after the request was sent is ambiguous: reconciled via
 ``find_task`` where the provider can be searched, else UNKNOWN. A create
 refused because the provider forgot an uploaded input (``upload_gone``) drops
 those handles, uploads again once and creates again: nothing was paid.
+
+Right before the intent is recorded, the job's estimated cost is reserved
+against every budget it falls under (``spend.py``), in the same durable write;
+values the provider has not accepted yet go through ``breaker.py`` one create
+at a time, and a value refused again and again stops the jobs that carry it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -20,6 +25,7 @@ import trio
 
 from lipbatch.engine.accounts import AccountRun
 from lipbatch.engine.control import JobEnded
+from lipbatch.engine.spend import NoRoom
 from lipbatch.errors import (
     BusyError,
     ModerationError,
@@ -40,12 +46,15 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 class SubmitPhase:
     """Mixin of ``Runner``: from "nothing at the provider" to a recorded task id."""
 
-    def _gate(self, acct: AccountRun) -> None:
-        """No new submission once halted or once the account is out of credits."""
+    def _gate(self, acct: AccountRun, job: Job | None = None) -> None:
+        """No new submission once halted, once the account stopped, or for a value the provider keeps refusing."""
         if self.halted:
             raise JobEnded("not_run", f"not submitted ({self.halted})")
         if acct.stopped:
             raise JobEnded("not_run", f"not submitted: account {acct.account.name} stopped ({acct.stopped})")
+        trip = self.breaker.trip_for(job) if job is not None else None
+        if trip is not None:
+            raise JobEnded("error_blocked", f"not submitted: {trip.describe()}")
 
     async def _reconcile(self, job: Job, acct: AccountRun) -> str | None:
         """A crash left intent without a task id: find the task, or decide it never existed."""
@@ -68,69 +77,32 @@ class SubmitPhase:
 
     # -- submission
 
-    def _gate(self, acct: AccountRun) -> None:
-        """No new submission once halted or once the account is out of credits."""
-        if self.halted:
-            raise JobEnded("not_run", f"not submitted ({self.halted})")
-        if acct.stopped:
-            raise JobEnded("not_run", f"not submitted: account {acct.account.name} stopped ({acct.stopped})")
-
-    def _take_slot_now(self, job: Job, acct: AccountRun) -> None:
-        if self.global_slots is not None:
-            try:
-                self.global_slots.acquire_on_behalf_of_nowait(job.key)
-            except trio.WouldBlock:
-                return
-        if acct.limiter.try_acquire(job.key):
-            acct.in_flight += 1
-        elif self.global_slots is not None:
-            self.global_slots.release_on_behalf_of(job.key)
-
-    async def _take_slot(self, job: Job, acct: AccountRun) -> None:
-        await acct.limiter.acquire(job.key)
-        if self.global_slots is not None:
-            try:
-                await self.global_slots.acquire_on_behalf_of(job.key)
-            except BaseException:
-                acct.limiter.release(job.key)
-                raise
-        acct.in_flight += 1
-        self.emit_account(acct)
-
-    def _give_slot(self, job: Job, acct: AccountRun) -> None:
-        if acct.limiter.holds(job.key):
-            acct.limiter.release(job.key)
-            if self.global_slots is not None:
-                self.global_slots.release_on_behalf_of(job.key)
-            acct.in_flight -= 1
-            self.emit_account(acct)
-
     async def _submit(self, job: Job, acct: AccountRun) -> tuple[str, TaskState | None]:
-        self._gate(acct)
+        self._gate(acct, job)
         uploads = await self._uploads(job, acct)
         limited = transient = 0
         uploaded_again = False
         body: Any = None
         while True:
-            self._gate(acct)
+            self._gate(acct, job)
             if not acct.limiter.holds(job.key):  # a resumed record of another endpoint already took one
                 await self._take_slot(job, acct)
             try:
-                self._gate(acct)
+                self._gate(acct, job)
                 if body is None:  # built whole before the intent is recorded: the unknown window is the POST
                     body = await self._prepare(job, acct, uploads)
+                async with self.breaker.probe(job):  # unproven values (a voice id) are tried one at a time
+                    self._gate(acct, job)
+                    attempts = self._reserve(job, acct)
+                    with trio.CancelScope(shield=True):
+                        submission = await self._post(job, acct, body)
+            except NoRoom as room:
+                self._give_slot(job, acct)
+                await self._wait_for_budget(job, room.short)
+                continue
             except JobEnded:
                 self._give_slot(job, acct)
                 raise
-            record = self.state.job(job.key)
-            attempts = (record.attempts if record else 0) + 1
-            self.state.update(job.key, account=job.account, kind=job.kind, outputs=list(job.outputs),
-                              status=JobStatus.SUBMITTING, attempts=attempts, task_id=None, error=None,
-                              error_kind=None, result_url=None, result_expires_at=None,
-                              endpoint=acct.endpoint, take=job.take)
-            try:
-                with trio.CancelScope(shield=True):
-                    submission = await self._post(job, acct, body)
             except BusyError as exc:
                 acct.limiter.on_busy()
                 limited += 1
@@ -141,12 +113,14 @@ class SubmitPhase:
                 delay = self.backoff.delay(limited, exc.retry_after)
                 self._refused(job, acct, exc, "job_rate_limited", delay)
             except TransientError as exc:
-                transient += 1
-                if transient > self.options.transient_retries:
-                    self._refused(job, acct, exc, "job_retry", 0)
-                    raise JobEnded("not_run", f"create failed {transient} times: {exc}") from exc
-                delay = self.backoff.delay(transient, exc.retry_after)
-                self._refused(job, acct, exc, "job_retry", delay)
+                self._refused(job, acct, exc, None, 0)
+                connect_wait = self._connect_failure(acct, exc)
+                if connect_wait is None:
+                    transient += 1
+                    if transient > self.options.transient_retries:
+                        raise JobEnded("not_run", f"create failed {transient} times: {exc}") from exc
+                delay = connect_wait if connect_wait is not None else self.backoff.delay(transient, exc.retry_after)
+                self._retry_event(acct, exc, delay, job=job, event="job_retry")
             except OutOfCreditsError as exc:
                 self.state.update(job.key, error=exc.message, error_kind="out_of_credits")
                 self._give_slot(job, acct)
@@ -161,15 +135,19 @@ class SubmitPhase:
                     self.emit("job_reupload", job, message=f"the provider no longer has an input ({exc}); uploaded again")
                     continue
                 self._stop_if_refused(acct, exc)
+                self._trip_if_repeated(job, exc)
                 self._fail(job, exc)
             else:
+                self._reached(acct)
                 if submission is None:  # ambiguous outcome, reconciled as "not created": send again
                     transient += 1
                     delay = self.backoff.delay(transient)
                     self._give_slot(job, acct)
-                    self.emit("job_retry", job, message="create outcome lost; no task found", delay=delay)
+                    self._retry_event(acct, None, delay, job=job, event="job_retry",
+                                      message="create outcome lost; no task found")
                 else:
                     acct.limiter.on_success()
+                    self.breaker.accepted(job)
                     self._note_credits(job, acct, submission.credits)
                     self.emit("job_submitted", job, task_id=submission.task_id, attempt=attempts)
                     self.emit_account(acct)
@@ -222,10 +200,14 @@ class SubmitPhase:
         raise JobEnded("unknown", f"create answer lost ({exc}); the provider cannot be searched for the task; "
                                    "--resubmit-unknown resubmits (may pay twice)")
 
-    def _refused(self, job: Job, acct: AccountRun, exc: ProviderError, event: str, delay: float) -> None:
+    def _refused(self, job: Job, acct: AccountRun, exc: ProviderError, event: str | None, delay: float) -> None:
+        """A create that created nothing: its reservation is released, the job waits and tries again."""
         self.state.update(job.key, error=str(exc), error_kind=REFUSED)
         self._give_slot(job, acct)
-        self.emit(event, job, message=str(exc), delay=round(delay, 3), limit=acct.limiter.limit)
+        self._budget_moved()
+        if event is not None:
+            self._reached(acct)
+            self._retry_event(acct, exc, delay, job=job, event=event, limit=acct.limiter.limit)
 
     def _stop_if_refused(self, acct: AccountRun, error: ProviderError) -> None:
         """Rejected credentials fail every job alike: stop submitting on that account."""
@@ -237,6 +219,12 @@ class SubmitPhase:
         if not acct.stopped:
             acct.stopped = reason
             self.emit("account_stopped", account=acct.account.name, message=reason)
+
+    def _trip_if_repeated(self, job: Job, error: ProviderError) -> None:
+        trip = self.breaker.refused(job, error)
+        if trip is not None:
+            self.emit("breaker", account=job.account, message=trip.describe(), param=trip.cause.param,
+                      value=trip.cause.value, where=trip.where, refusals=self.breaker.threshold)
 
     def _fail(self, job: Job, error: ProviderError, kind: str | None = None) -> None:
         kind = kind or ("moderation" if isinstance(error, ModerationError) else "permanent")
@@ -286,19 +274,3 @@ class SubmitPhase:
         finally:
             del self._uploading[key]
             done.set()
-
-    # -- calls other than create: rate limits wait, transient errors retry a bounded number of times
-
-    async def _call(self, acct: AccountRun, fn: Callable[[], Any]) -> Any:
-        limited = transient = 0
-        while True:
-            try:
-                return await fn()
-            except RateLimitedError as exc:
-                limited += 1
-                await trio.sleep(self.backoff.delay(limited, exc.retry_after))
-            except TransientError as exc:
-                transient += 1
-                if transient > self.options.transient_retries:
-                    raise
-                await trio.sleep(self.backoff.delay(transient, exc.retry_after))

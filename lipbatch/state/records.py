@@ -55,6 +55,9 @@ class JobRecord:
     endpoint: str | None = None  # ``Account.endpoint`` that issued task_id (None: format 1, adopted)
     take: int = 1  # the take of its outputs this record makes or made
     redo: str | None = None  # why a new take is wanted: "requested" | "lost" | "rejected"
+    #: credits set aside for the current take's create (``lipbatch.budget``), written with its SUBMITTING
+    #: intent; None: no documented price. Settled by ``credits``, released when nothing was created.
+    reserved: float | None = None
 
     @property
     def no_task_exists(self) -> bool:

@@ -12,7 +12,8 @@ from lipbatch.runner import Event
 
 EVENTS = [
     Event("account", account="runway", data={"kind": "runway-lipsync", "limit": 2, "cap": 5, "in_use": 2,
-                                             "in_flight": 2, "done": 3, "failed": 1, "credits": 12.5}),
+                                             "in_flight": 2, "done": 3, "failed": 1, "credits": 12.5,
+                                             "charged": 12.5, "held": 4_000_000, "unknown": 0}),
     Event("job_submitted", job="k1", account="runway", output="en/anna.mp4", data={"task_id": "t-9", "attempt": 1}),
     Event("job_failed", job="k2", account="runway", output="de/anna.mp4", message="HTTP 400: bad voice"),
     Event("job_progress", job="k1", account="runway", output="en/anna.mp4", data={"progress": 0.5}),
@@ -26,7 +27,7 @@ def test_live_table_shows_slots_counts_and_credits_per_account():
         for event in EVENTS:
             sink(event)
     text = out.getvalue()
-    assert "runway" in text and "2/2 (cap 5)" in text and "12.5" in text
+    assert "runway" in text and "2/5" in text and "charged 12.5 · est. 4,000,000" in text
     assert "HTTP 400: bad voice" in text
 
 

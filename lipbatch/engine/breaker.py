@@ -1,0 +1,117 @@
+"""Stop repeating a failure: a value the provider keeps refusing (a voice id, an avatar id) stops its jobs.
+
+A *cause* is one input value of one account: ``(account, "voice_id", "pNInz...")``.
+Until a create carrying it has been accepted (the value is *proven*), creates
+that carry it go out one at a time, so a bad value costs at most ``threshold``
+refused creates however many slots the account has. When the provider refuses
+``threshold`` of them with the same permanent error, the cause *trips*: every
+other job carrying it ends ``error_blocked`` before its create, reported once,
+with the manifest line that set the value.
+
+Which value a refusal is about: the ones its message names; when it names
+none, every unproven value of the job (a value proven by an accepted create is
+never blamed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from lipbatch.errors import ModerationError, PermanentError, ProviderError
+from lipbatch.model import Job
+from lipbatch.positions import describe
+
+# job param -> (what a producer calls it, where the manifest sets it)
+_PARAMS = {"voice_id": "voice id", "speaker": "PixVerse speaker", "avatar_id": "avatar id"}
+
+
+@dataclass(frozen=True, order=True)
+class Cause:
+    account: str
+    param: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A cause that tripped: the provider's error and where the manifest sets the value."""
+
+    cause: Cause
+    error: str
+    where: str | None
+
+    def describe(self) -> str:
+        what = f"{_PARAMS[self.cause.param]} '{self.cause.value}'"
+        at = f", set at {self.where}" if self.where else ""
+        return f"{self.cause.account} refused {what} ({self.error}){at}"
+
+
+class Breaker:
+    """Per run: proven values, refusals counted per (cause, error), and the causes that tripped."""
+
+    def __init__(self, manifest: Path, kinds: dict[str, str], threshold: int = 3) -> None:
+        self.manifest = manifest
+        self.kinds = kinds  # account -> kind, to find a voice's manifest key
+        self.threshold = threshold
+        self.proven: set[Cause] = set()
+        self.tripped: dict[Cause, Trip] = {}
+        self._locks: dict[Cause, trio.Lock] = {}
+        self._refusals: dict[tuple[Cause, str], int] = {}
+        self._jobs: dict[Cause, Job] = {}
+
+    def causes(self, job: Job) -> list[Cause]:
+        return sorted(Cause(job.account, param, str(job.params[param])) for param in _PARAMS
+                      if param in job.params)
+
+    def trip_for(self, job: Job) -> Trip | None:
+        return next((self.tripped[c] for c in self.causes(job) if c in self.tripped), None)
+
+    @asynccontextmanager
+    async def probe(self, job: Job) -> AsyncIterator[None]:
+        """Hold the create of a job carrying unproven values until the ones before it have answered."""
+        held: list[trio.Lock] = []
+        try:
+            for cause in self.causes(job):
+                if cause in self.proven:
+                    continue
+                lock = self._locks.setdefault(cause, trio.Lock())
+                await lock.acquire()
+                if cause in self.proven:
+                    lock.release()
+                else:
+                    held.append(lock)
+            yield
+        finally:
+            for lock in held:
+                lock.release()
+
+    def accepted(self, job: Job) -> None:
+        self.proven.update(self.causes(job))
+
+    def refused(self, job: Job, error: ProviderError) -> Trip | None:
+        """Count a create refusal; the ``Trip`` when this one trips a cause."""
+        if not isinstance(error, PermanentError) or isinstance(error, ModerationError) or error.status == 401:
+            return None
+        unproven = [c for c in self.causes(job) if c not in self.proven]
+        named = [c for c in unproven if c.value in error.message]
+        for cause in named or unproven:
+            key = (cause, error.message)
+            self._refusals[key] = self._refusals.get(key, 0) + 1
+            self._jobs.setdefault(cause, job)
+            if self._refusals[key] >= self.threshold and cause not in self.tripped:
+                self.tripped[cause] = Trip(cause, str(error), self._where(cause, job))
+                return self.tripped[cause]
+        return None
+
+    def _where(self, cause: Cause, job: Job) -> str | None:
+        if cause.param == "avatar_id":
+            return describe(self.manifest, [("clips", job.clip, "avatar")])
+        if job.voice is None:
+            return None
+        kind = self.kinds.get(cause.account, "")
+        return describe(self.manifest, [("voices", job.voice, cause.account), ("voices", job.voice, kind)])
