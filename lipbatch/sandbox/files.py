@@ -35,12 +35,13 @@ class PublishedFile:
 
     def chunks(self, start: int, end: int, chunk_size: int = SYNTHETIC_BLOCK) -> Iterator[bytes]:
         """Yield bytes [start, end) without materialising synthetic or on-disk content."""
-        if self.data is not None:
+        data, path = self.data, self.path  # a save may move the bytes to disk meanwhile
+        if data is not None:
             for pos in range(start, end, chunk_size):
-                yield self.data[pos:min(end, pos + chunk_size)]
+                yield data[pos:min(end, pos + chunk_size)]
             return
-        if self.path is not None:
-            with open(self.path, "rb") as stream:
+        if path is not None:
+            with open(path, "rb") as stream:
                 stream.seek(start)
                 pos = start
                 while pos < end and (piece := stream.read(min(chunk_size, end - pos))):
@@ -56,9 +57,8 @@ class PublishedFile:
             pos += len(piece)
 
     def read(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        return b"".join(self.chunks(0, self.size))
+        data = self.data
+        return data if data is not None else b"".join(self.chunks(0, self.size))
 
 
 def synthetic_block(seed: int) -> bytes:
