@@ -114,8 +114,10 @@ class Pool:
     def amount(self, kind: str, credits: float) -> float | None:
         return usd(kind, credits) if self.money else credits
 
-    def show(self, value: float) -> str:
-        return dollars(value) if self.money else f"{plain(value)} {self.unit}"
+    def show(self, value: float, *, unit: bool = True) -> str:
+        if self.money:
+            return dollars(value)
+        return f"{plain(value)} {self.unit}" if unit else plain(value)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ LOGGED = {
     "upload": "uploading {role} ({sha256:.12})",
     "job_submitted": "submitted as task {task_id} (attempt {attempt})",
     "job_reconciled": "found earlier task {task_id}",
+    "job_succeeded": "finished at the provider (task {task_id})",
     "job_busy": "{host}: account busy, next attempt in {delay}s at {at} (slots now {limit})",
     "job_rate_limited": "{host}: rate limited ({message}), next attempt in {delay}s at {at}",
     "job_retry": "{host}: {message}; next attempt in {delay}s at {at}",

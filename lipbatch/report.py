@@ -158,8 +158,8 @@ def spend_report(ledger: Ledger, reserved: dict[str, float], unpriced: dict[str,
         budgets.append({"name": pool.name, "unit": pool.unit, "limit": pool.limit, "used": used, "left": left,
                         "waiting": len(jobs), "needs": need, "more": more,
                         "suggest": None if pool.money or not jobs else math.ceil(pool.limit + more),
-                        "show_limit": pool.show(pool.limit), "show_used": pool.show(used),
-                        "show_left": pool.show(left), "show_more": pool.show(more)})
+                        "show_limit": pool.show(pool.limit), "show_used": pool.show(used, unit=False),
+                        "show_left": pool.show(left, unit=False), "show_more": pool.show(more, unit=False)})
     return {"accounts": accounts, "budgets": budgets}
 
 
@@ -174,17 +174,19 @@ def summary_lines(summary: RunSummary) -> list[str]:
         width = max(len(name) for name in accounts)
         lines += [f"  {name:<{width}}  {entry['unit']}: {credits_text(entry)}" for name, entry in accounts.items()]
     for pool in summary.spend.get("budgets", []):
-        line = f"Budget {pool['name']}: {pool['show_limit']}, {pool['show_used']} used, {pool['show_left']} left"
+        line = f"Budget {pool['name']}: {pool['show_used']} of {pool['show_limit']} used, {pool['show_left']} left"
         if pool["waiting"]:
-            line += (f"; {pool['waiting']} job(s) wait, needing {pool['show_more']} more"
-                     + (f" (e.g. --max-credits {pool['name']}={plain(pool['suggest'])})" if pool["suggest"] else ""))
+            line += (f"; {pool['waiting']} job(s) wait for it, needing {pool['show_more']} more"
+                     + (f" (--max-credits {pool['name']}={pool['suggest']})" if pool["suggest"] else
+                        " (raise budget.usd in the manifest)"))
         lines.append(line)
     if summary.pending:
         lines.append(f"Not done ({len(summary.pending)}):")
     for (outcome, cause, flags), jobs in _groups(summary.pending).items():
         same = len({item.reason for item in jobs}) == 1
         title = OUTCOME_NAMES.get(outcome, outcome)
-        lines.append(f"  {title} ({len(jobs)}): {cause or (jobs[0].reason if same else '')}".rstrip(": "))
+        what = (f"the {cause} budget" if outcome == "over_budget" else cause) or (jobs[0].reason if same else "")
+        lines.append(f"  {title} ({len(jobs)}): {what}".rstrip(": "))
         for item in jobs:
             extra = "" if same or cause else f": {item.reason}"
             lines.append(f"    {item.output} [{item.key[:12]}] ({item.account}){extra}")

@@ -9,22 +9,30 @@ own state file and output folder (``lipbatch.campaign``), missing credential
 variables get dummy values and requests are not paced. Ctrl-C (or SIGTERM)
 once: no new submissions, state recorded, exit 130; twice: stop at once.
 ``--only SELECTOR...`` runs the matching jobs (``lipbatch.selectors``).
+``--max-credits ACCOUNT=N`` sets that account's budget for this run in place of
+the manifest's (``lipbatch.budget``: the same cumulative total, so what the state
+already records as charged counts). Every run ends with the closing summary
+(``lipbatch.report``) on stdout, or in the ``run_finished`` event with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import signal
 import sys
 
 import httpx
 import trio
 
+from lipbatch.budget import unknown_cost_refusals
 from lipbatch.campaign import load_campaign, world_path
 from lipbatch.errors import UsageError
+from lipbatch.manifest import did_you_mean
 from lipbatch.model import Project
 from lipbatch.progress import open_sink
+from lipbatch.report import summary_lines
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
@@ -61,14 +69,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resubmit jobs whose create request's outcome is unknown (may pay twice)")
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop submitting after the first failure (default: keep going)")
+    parser.add_argument("--max-credits", action="append", metavar="ACCOUNT=N", default=[],
+                        help="budget of ACCOUNT in its provider's credits for this run, in place of the "
+                             "manifest's (what the state records as charged counts); repeatable")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
-def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0) -> RunOptions:
+def max_credits(values: list[str], project: Project) -> dict[str, float]:
+    """``--max-credits ACCOUNT=N`` values; nonsense and unknown-cost accounts are usage errors (exit 2)."""
+    budgets: dict[str, float] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        if name not in project.accounts:
+            known = ", ".join(project.accounts)
+            raise UsageError(f"--max-credits {value}: no provider account {name!r}"
+                             f"{did_you_mean(name, project.accounts)} (accounts: {known})")
+        try:
+            budgets[name] = float(number.replace(",", "").replace("_", ""))
+        except ValueError:
+            raise UsageError(f"--max-credits {value}: N must be a number of credits, e.g. {name}=5000") from None
+        if not budgets[name] >= 0:
+            raise UsageError(f"--max-credits {value}: N must be >= 0")
+    refusals = unknown_cost_refusals(project, budgets)
+    if refusals:
+        raise UsageError("; ".join(refusals))
+    return budgets
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """What a producer types to continue this run (the same manifest and target)."""
+    words = ["lipbatch", "run", shlex.quote(args.manifest)]
+    if args.sandbox:
+        words.append("--sandbox")
+    elif args.sandbox_url:
+        words += ["--sandbox-url", shlex.quote(args.sandbox_url)]
+    for value in args.max_credits:
+        words += ["--max-credits", shlex.quote(value)]
+    return " ".join(words)
+
+
+def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0,
+                      budgets: dict[str, float] | None = None) -> RunOptions:
     sandboxed = bool(args.sandbox or args.sandbox_url)
     options = RunOptions(retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
                          fail_fast=args.fail_fast, max_jobs=args.jobs,
-                         regenerate_missing=args.regenerate_missing, force=args.force)
+                         regenerate_missing=args.regenerate_missing, force=args.force,
+                         max_credits=budgets or {}, rerun=rerun_command(args))
     if sandboxed:
         options = dataclasses.replace(options, sandbox=True, time_scale=time_scale, poll_min=1.0,
                                       request_rate=None)
@@ -93,7 +139,7 @@ async def _watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def _run(args: argparse.Namespace, project: Project) -> int:
+async def _run(args: argparse.Namespace, project: Project, budgets: dict[str, float]) -> int:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop)
@@ -111,9 +157,11 @@ async def _run(args: argparse.Namespace, project: Project) -> int:
             time_scale = await sandbox_time_scale(args.sandbox_url)
             project = point_at_sandbox(project, args.sandbox_url)
         with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
-            summary = await run_project(project, options_from_args(args, time_scale=time_scale),
+            summary = await run_project(project, options_from_args(args, time_scale=time_scale, budgets=budgets),
                                         sink=sink, stop=stop)
         nursery.cancel_scope.cancel()
+    if not args.json:
+        print("\n".join(summary_lines(summary)), flush=True)
     return summary.exit_code
 
 
@@ -128,8 +176,9 @@ def main(args: argparse.Namespace) -> int:
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)
         project = dataclasses.replace(project, jobs=tuple(selected))
+    budgets = max_credits(args.max_credits, project)
     try:
-        return trio.run(_run, args, project)
+        return trio.run(_run, args, project, budgets)
     except BaseExceptionGroup as group:
         # nurseries wrap errors; the CLI maps LipbatchError / KeyboardInterrupt to exit codes
         raise _leaf(group) from None

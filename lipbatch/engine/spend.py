@@ -55,8 +55,9 @@ class SpendPhase:
         while short is not None:
             pool = short.pool
             if not self.ledger.may_free(pool):
-                raise JobEnded("over_budget", f"not submitted: needs {pool.show(short.need)}, the {pool.name} "
-                                              f"budget of {pool.show(pool.limit)} has {pool.show(short.left)} left")
+                raise JobEnded("over_budget", f"not submitted: needs {pool.show(short.need)}; the {pool.name} "
+                                              f"budget ({pool.show(pool.limit, unit=False)}) has "
+                                              f"{pool.show(short.left, unit=False)} left")
             if not said:
                 said = True
                 self.emit("job_waiting_budget", job, message=f"waiting for room in the {pool.name} budget "
