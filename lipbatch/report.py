@@ -120,7 +120,7 @@ def _groups(pending: Iterable[Pending]) -> dict[tuple[str, str, tuple[str, ...] 
 def _continue(summary: RunSummary, outcome: str, flags: tuple[str, ...] | None, jobs: list[Pending]) -> str:
     command = summary.rerun
     if flags is None:
-        return "none: lipbatch never retries these (change the input, or `lipbatch redo`)"
+        return "none: moderation failures are never retried (change the content)"
     if outcome == "error_blocked":
         return f"fix the value where the manifest sets it (above), then: {command}"
     if outcome == "over_budget":
@@ -186,6 +186,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         same = len({item.reason for item in jobs}) == 1
         title = OUTCOME_NAMES.get(outcome, outcome)
         what = (f"the {cause} budget" if outcome == "over_budget" else cause) or (jobs[0].reason if same else "")
+        what = what.removeprefix(f"{title}: ")
         lines.append(f"  {title} ({len(jobs)}): {what}".rstrip(": "))
         for item in jobs:
             extra = "" if same or cause else f": {item.reason}"

@@ -263,6 +263,7 @@ class SubmitPhase:
             if pending is None:
                 break
             await pending.wait()
+        self._gate(acct)  # the upload we waited for may have stopped the account (unreachable, 401)
         done = self._uploading[key] = trio.Event()
         try:
             async with acct.uploads:
