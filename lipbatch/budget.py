@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from lipbatch.model import Account, Job, Project
 from lipbatch.pricing import PRICE_TABLE, UNITS, dollars, estimate, plain, usd
-from lipbatch.state import JobRecord, JobStatus, State, TakeRecord
+from lipbatch.state import JobRecord, JobStatus, TakeRecord
 
 CAMPAIGN = "campaign"
 _SETTLED = (JobStatus.SUCCEEDED, JobStatus.DONE)
@@ -179,11 +179,14 @@ def unknown_cost_refusals(project: Project, overrides: Mapping[str, float]) -> l
 class Ledger:
     """Reservations and charges per account, kept current from the state without rescanning it.
 
-    Records of jobs a run is working on are ``track``ed (recomputed on every question), the
-    rest are folded into per-account totals once; questions cost O(jobs in flight).
+    ``jobs`` and ``takes`` are the state's own collections (``State.jobs``, ``State.takes``, or
+    a read-only ``Loaded``), which the state changes in place. Records of jobs a run is working
+    on are ``track``ed (recomputed on every question), the rest are folded into per-account
+    totals once; questions cost O(jobs in flight).
     """
 
-    state: State
+    jobs: Mapping[str, JobRecord]
+    takes: list[TakeRecord]
     project: Project
     overrides: Mapping[str, float] = field(default_factory=dict)
 
@@ -191,12 +194,12 @@ class Ledger:
         self.pools = pools(self.project, self.overrides)
         self._base: dict[str, Exposure] = {}
         self._live: set[str] = set()
-        for record in self.state.jobs.values():
+        for record in self.jobs.values():
             self._add(record.account, exposure(record))
-        current = {(r.key, r.take) for r in self.state.jobs.values()}
-        for take in self.state.takes:
+        current = {(r.key, r.take) for r in self.jobs.values()}
+        for take in self.takes:
             if (take.key, take.take) not in current:
-                self.keep_take(take_account(take, self.state.jobs), take.credits)
+                self.keep_take(take_account(take, self.jobs), take.credits)
         self.start = {name: self.account(name) for name in self.project.accounts}
 
     def _add(self, account: str | None, amount: Exposure, sign: int = 1) -> None:
@@ -213,7 +216,7 @@ class Ledger:
         """``key``'s record is about to change: recompute it on every question until ``untrack``."""
         if key in self._live:
             return
-        record = self.state.job(key)
+        record = self.jobs.get(key)
         if record is not None:
             self._add(record.account, exposure(record), -1)
         self._live.add(key)
@@ -222,13 +225,13 @@ class Ledger:
         if key not in self._live:
             return
         self._live.discard(key)
-        record = self.state.job(key)
+        record = self.jobs.get(key)
         if record is not None:
             self._add(record.account, exposure(record))
 
     def _live_records(self, accounts: frozenset[str]) -> Iterable[JobRecord]:
         for key in self._live:
-            record = self.state.job(key)
+            record = self.jobs.get(key)
             if record is not None and record.account in accounts:
                 yield record
 

@@ -25,11 +25,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lipbatch.budget import Ledger
 from lipbatch.hashing import HashCache
 from lipbatch.media import MediaError
 from lipbatch.model import Job, Project
-from lipbatch.pricing import Estimate, estimate
-from lipbatch.state import JobRecord, JobStatus, read_jobs
+from lipbatch.pricing import Estimate, dollars, estimate, plain
+from lipbatch.state import JobRecord, JobStatus, TakeRecord, read_state
 
 STATUS_NAMES: dict[str, str] = {
     JobStatus.SUBMITTING: "in flight",
@@ -68,6 +69,7 @@ class Plan:
     rows: list[Row]
     stale: list[Stale] = field(default_factory=list)
     rehearsal: bool = False
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # see ``budget_rows``
 
     def totals(self) -> dict[str, dict[str, Any]]:
         """Per account: job counts by status, estimated cost (known part), unknown count, credits charged."""
@@ -107,8 +109,31 @@ class Plan:
                 "credits_charged": row.charged, "error": row.error,
             } for row in self.rows],
             "totals": self.totals(),
+            "budgets": self.budgets,
             "stale": [{"output": s.output, "old_key": s.old_key, "new_key": s.new_key} for s in self.stale],
         }
+
+
+def budget_rows(project: Project, rows: list[Row], records: Mapping[str, JobRecord],
+                takes: list[TakeRecord]) -> list[dict[str, Any]]:
+    """Per budget: its limit, what the state records as used, what the next run reserves, what is left after."""
+    ledger = Ledger(records, takes, project)
+    out = []
+    for pool in ledger.pools:
+        used = ledger.used(pool)
+        next_run, unknown = 0.0, 0
+        for row in rows:
+            if row.job.account in pool.accounts and (row.status in PAID_AGAIN or row.status == "waiting"):
+                amount = row.estimate.reserve
+                if amount is None:
+                    unknown += 1
+                else:
+                    next_run += pool.amount(project.accounts[row.job.account].kind, amount) or 0.0
+        left = max(0.0, pool.limit - used)
+        out.append({"name": pool.name, "unit": pool.unit, "limit": pool.limit, "used": used, "left": left,
+                    "next_run": next_run, "next_run_unknown": unknown, "left_after": max(0.0, left - next_run),
+                    "short": max(0.0, next_run - left)})
+    return out
 
 
 def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, str], *,
@@ -167,8 +192,10 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
 
     ``rehearsal``: the project's paths are the sandbox's; its records count whatever sandbox made them.
     """
+    takes: list[TakeRecord] = []
     if records is None:
-        records = read_jobs(project.state_path)
+        loaded = read_state(project.state_path)
+        records, takes = loaded.jobs, loaded.takes
     cache = hash_cache if hash_cache is not None else HashCache.for_state(project.state_path)
     owners = {out: key for key, record in records.items() for out in record.outputs}
     rows, stale = [], []
@@ -185,11 +212,7 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
                         record.credits if record is not None else None,
                         record.error if record is not None else None))
     cache.save()
-    return Plan(project, rows, stale, rehearsal)
-
-
-def _amount(value: float) -> str:
-    return f"{value:,.1f}".removesuffix(".0")
+    return Plan(project, rows, stale, rehearsal, budget_rows(project, rows, records, takes))
 
 
 def render(plan: Plan, console: Console) -> None:
@@ -208,13 +231,13 @@ def render(plan: Plan, console: Console) -> None:
         status = row.status if row.status not in styles else f"[{styles[row.status]}]{row.status}[/]"
         table.add_row(job.key[:12], job.clip, job.script or (f"voice {job.voice}" if job.voice else "-"),
                       job.lang or "-", job.account, output, status, row.estimate.short(),
-                      "-" if row.charged is None else _amount(row.charged))
+                      "-" if row.charged is None else plain(row.charged))
     console.print(table)
     totals = Table(title="Totals per provider account", title_justify="left")
     for name in ("provider", "kind", "jobs", "status", "estimated", "next run pays", "charged"):
         totals.add_column(name, justify="left" if name in ("provider", "kind", "status") else "right")
     for account, entry in plan.totals().items():
-        estimated = f"{_amount(entry['estimated'])} {entry['unit']}"
+        estimated = f"{plain(entry['estimated'])} {entry['unit']}"
         if entry["unknown_estimates"] == entry["jobs"]:
             estimated = "unknown"
         elif entry["unknown_estimates"]:
@@ -226,11 +249,32 @@ def render(plan: Plan, console: Console) -> None:
         if entry["to_pay_jobs"]:
             to_pay = f"{entry['to_pay_jobs']} jobs: " + (
                 "unknown" if entry["to_pay_unknown"] == entry["to_pay_jobs"]
-                else f"{_amount(entry['to_pay'])} {entry['unit']}"
+                else f"{plain(entry['to_pay'])} {entry['unit']}"
                 + (f" + {entry['to_pay_unknown']} unknown" if entry["to_pay_unknown"] else ""))
         totals.add_row(account, entry["kind"], str(entry["jobs"]), counts, estimated, to_pay,
-                       _amount(entry["charged"]) if entry["charged"] else "-")
+                       plain(entry["charged"]) if entry["charged"] else "-")
     console.print(totals)
+    if plan.budgets:
+        render_budgets(plan, console)
     for item in plan.stale:
         console.print(f"[yellow]stale:[/] {item.output} was made for job {item.old_key[:12]}; "
                       f"job {item.new_key[:12]} will replace it")
+
+
+def render_budgets(plan: Plan, console: Console) -> None:
+    """Each budget: its limit, what is used, what the next run would reserve, and what would be left."""
+    table = Table(title="Budgets (each create reserves its estimate first; see --json for the reasoning)",
+                  title_justify="left")
+    for name in ("budget", "limit", "used", "next run (est.)", "left after"):
+        table.add_column(name, justify="left" if name == "budget" else "right")
+    for entry in plan.budgets:
+        def show(value: float, entry: dict[str, Any] = entry) -> str:
+            return dollars(value) if entry["unit"] == "USD" else f"{plain(value)} {entry['unit']}"
+
+        next_run = show(entry["next_run"]) + (f" + {entry['next_run_unknown']} unknown"
+                                              if entry["next_run_unknown"] else "")
+        after = show(entry["left_after"])
+        if entry["short"]:
+            after = f"[red]0: short by {show(entry['short'])}; jobs past it wait[/]"
+        table.add_row(entry["name"], show(entry["limit"]), show(entry["used"]), next_run, after)
+    console.print(table)

@@ -108,7 +108,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.outputs = Outputs(project.output_dir, state, self.hashes)
-        self.ledger = Ledger(state, project, options.max_credits)
+        self.ledger = Ledger(state.jobs, state.takes, project, options.max_credits)
         self.breaker = Breaker(project.manifest_path, {n: a.kind for n, a in project.accounts.items()},
                                options.breaker_threshold)
         self.reserves: dict[str, float | None] = {}  # job key -> what its create reserves (None: unknown)

@@ -40,25 +40,29 @@ def test_exposure_follows_the_record(rec, charged, held, refunded):
 
 
 async def test_budget_stops_exactly_at_it(harness, tmp_path):
-    costs = [10, 5, 5, 15, 5, 5]  # en de fr es it pt; run in output order: de 5, en 10, es 15, fr 5, ...
-    manifest = creatify_manifest(tmp_path, costs, budget=20, concurrency=2)
+    manifest = creatify_manifest(tmp_path, [5] * 6, budget=17, concurrency=3)
     h = harness()
     summary = await h.run(manifest)
-    project = h.project(manifest)
-    records = read_jobs(project.state_path)
-    charged = sum(r.credits or 0 for r in records.values())
-    waiting = [item for item in summary.pending if item.outcome == "over_budget"]
     assert summary.exit_code == EXIT_JOBS_FAILED
-    assert h.stats()["creates_total"] == create_posts(h.stats()) == summary.done == 3
-    assert charged == 20  # de + en + fr: the budget, to the credit (es did not fit, the smaller fr did)
-    assert {item.output for item in waiting} == {"es.mp4", "it.mp4", "pt.mp4"}
-    assert charged + min(item.needs for item in waiting) > 20  # nothing that waits would have fit
+    assert h.stats()["creates_total"] == create_posts(h.stats()) == summary.done == 3  # 15 of 17
+    assert summary.over_budget == 3
     budget = summary.spend["budgets"][0]
-    assert (budget["used"], budget["left"], budget["waiting"], budget["more"]) == (20, 0, 3, 25)
-    assert budget["suggest"] == 45  # --max-credits creatify=45 lets them all run
+    assert (budget["used"], budget["left"], budget["waiting"], budget["more"]) == (15, 2, 3, 13)
+    assert budget["suggest"] == 30  # --max-credits creatify=30 lets them all run
 
     rerun = await harness().run(manifest)  # the budget is the campaign's: a rerun gets nothing more
     assert rerun.over_budget == 3 and rerun.done == 0
+
+
+async def test_mixed_costs_stop_where_no_waiting_job_fits(harness, tmp_path):
+    manifest = creatify_manifest(tmp_path, [10, 5, 5, 15, 5, 5], budget=20, concurrency=2)
+    h = harness()
+    summary = await h.run(manifest)
+    charged = sum(r.credits or 0 for r in read_jobs(h.project(manifest).state_path).values())
+    waiting = [item for item in summary.pending if item.outcome == "over_budget"]
+    assert summary.done == h.stats()["creates_total"] and summary.done + len(waiting) == 6
+    assert 0 < charged <= 20
+    assert charged + min(item.needs for item in waiting) > 20  # it stopped at the budget, not before
 
 
 async def test_max_credits_overrides_the_manifest_budget_for_one_run(harness, tmp_path):
@@ -72,14 +76,15 @@ async def test_max_credits_overrides_the_manifest_budget_for_one_run(harness, tm
 
 
 async def test_refunds_of_failed_jobs_free_budget(harness, tmp_path):
-    # de and en fail content moderation once rendering starts; the provider refunds them
-    manifest = creatify_manifest(tmp_path, [5, 5, 5, 5, 5], budget=15, moderated=frozenset({0, 1}), concurrency=1)
+    # a budget of one job at a time; every line fails content moderation once rendering starts and the
+    # provider refunds it, so each job in turn gets the budget: without refunds only one create would fit
+    manifest = creatify_manifest(tmp_path, [5, 5, 5, 5], budget=5, moderated=frozenset({0, 1, 2, 3}), concurrency=2)
     h = harness(moderate=("forbiddenword",))
     summary = await h.run(manifest)
-    assert (summary.failed, summary.done, summary.over_budget) == (2, 3, 0)
-    assert h.stats()["creates_total"] == 5
+    assert (summary.failed, summary.over_budget) == (4, 0)
+    assert h.stats()["creates_total"] == 4
     entry = summary.spend["accounts"]["creatify"]
-    assert (entry["reserved"], entry["charged"], entry["refunded"]) == (25, 15, 10)
+    assert (entry["reserved"], entry["charged"], entry["refunded"]) == (20, 0, 20)
 
 
 def test_unknown_cost_under_a_budget_is_a_validation_error(tmp_path, media, run_cli):
@@ -87,8 +92,8 @@ def test_unknown_cost_under_a_budget_is_a_validation_error(tmp_path, media, run_
     result = run_cli("validate", str(manifest))
     assert result.code == EXIT_INVALID
     line = next(n for n, text in enumerate(manifest.read_text().splitlines(), 1) if "budget:" in text)
-    assert f"{manifest}:{line}:" in result.err and "$.providers.runway.budget" in result.err
-    assert "allow_unknown_cost: true" in result.err
+    assert f"{manifest}:{line}:" in result.out and "$.providers.runway.budget" in result.out
+    assert "allow_unknown_cost: true" in result.out
 
     allowed = runway_manifest(tmp_path / "ok", media, 2, budget=100, allow_unknown_cost=True)
     assert run_cli("validate", str(allowed)).code == EXIT_OK
@@ -97,7 +102,7 @@ def test_unknown_cost_under_a_budget_is_a_validation_error(tmp_path, media, run_
 def test_campaign_dollar_budget_needs_a_price_or_allow_unknown_cost(tmp_path, run_cli):
     manifest = creatify_manifest(tmp_path, [5], extra={"budget": {"usd": 10}})
     result = run_cli("validate", str(manifest))
-    assert result.code == EXIT_INVALID and "$.budget.usd" in result.err and "no documented dollar price" in result.err
+    assert result.code == EXIT_INVALID and "$.budget.usd" in result.out and "no documented dollar price" in result.out
     data = yaml.safe_load(manifest.read_text())
     data["providers"]["creatify"]["allow_unknown_cost"] = True
     manifest.write_text(yaml.safe_dump(data))
@@ -150,3 +155,5 @@ async def test_over_budget_jobs_are_not_counted_as_spending_in_the_plan(tmp_path
     budgets = result.json()["budgets"]
     assert budgets[0]["name"] == "creatify" and budgets[0]["used"] == 10 and budgets[0]["left"] == 0
     assert budgets[0]["next_run"] == 5 and budgets[0]["short"] == 5
+    text = run_cli("plan", str(manifest), "--sandbox").out
+    assert "Budgets" in text and "short by 5 Creatify credits" in text

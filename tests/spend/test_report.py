@@ -23,14 +23,20 @@ pytestmark = pytest.mark.anyio
 
 
 def mixed_manifest(tmp_path, media):
-    """Creatify under a budget of 10 (de done, en moderated and refunded, es done, fr waits) and two
-    PixVerse jobs of unknown cost (one of which a crash left unknown)."""
-    manifest = creatify_manifest(tmp_path, [5, 5, 5, 5], budget=10, moderated=frozenset({0}), concurrency=1)
+    """Creatify under a budget of 10 (two jobs of 5 done, one waits), Magic Hour (30 credits held while
+    queued, 6 charged), and PixVerse of unknown cost: one done, one moderated, one a crash left unknown."""
+    manifest = creatify_manifest(tmp_path, [5, 5, 5], budget=10)
     data = yaml.safe_load(manifest.read_text())
+    mh = yaml.safe_load(magichour_manifest(tmp_path / "mh", media, [1.0]).read_text())
+    data["providers"]["mh"] = mh["providers"]["mh"]
+    data["clips"].update(mh["clips"])
+    data["scripts"].update(mh["scripts"])
+    data["jobs"] += mh["jobs"]
     data["providers"]["px"] = {"kind": "aimlapi-pixverse-lipsync", "allow_unknown_cost": True}
     data["clips"]["face"] = {"video": str(media.video)}
     data["voices"]["narrator"]["aimlapi-pixverse-lipsync"] = PIXVERSE_SPEAKER
-    data["scripts"]["px"] = {"voice": "narrator", "lines": {"en": "Hello from PixVerse", "de": "Hallo von PixVerse"}}
+    data["scripts"]["px"] = {"voice": "narrator", "lines": {
+        "en": "Hello from PixVerse", "de": "Hallo von PixVerse", "fr": "Bonjour forbiddenword"}}
     data["jobs"].append({"provider": "px", "clips": ["face"], "scripts": ["px"], "output": "px/{lang}.mp4"})
     manifest.write_text(yaml.safe_dump(data, sort_keys=False))
     return manifest
@@ -46,13 +52,14 @@ async def test_summary_and_log_of_a_mixed_run(harness, tmp_path, media):
                      status=JobStatus.SUBMITTING, attempts=1, endpoint=project.accounts["px"].endpoint)
     json_out = io.StringIO()
     summary = await h.run(project, sink=JsonSink(json_out))
-    assert (summary.done, summary.failed, summary.unknown, summary.over_budget) == (3, 1, 1, 1)
+    assert (summary.done, summary.failed, summary.unknown, summary.over_budget) == (4, 1, 1, 1)
 
     text = "\n".join(summary_lines(summary))
     assert f"Outputs: {project.output_dir}" in text
-    assert "3 done" in text and "1 failed" in text and "1 unknown" in text and "1 waiting for budget" in text
+    assert "4 done" in text and "1 failed" in text and "1 unknown" in text and "1 waiting for budget" in text
     assert "Finished after " in text
-    assert "creatify  Creatify credits: est. 15 · charged 10, refunded 5" in text
+    assert "creatify  Creatify credits: est. 10 · charged 10" in text
+    assert "mh        Magic Hour credits: est. 30 · charged 6, refunded 24 · $0.01" in text
     assert "px        AI/ML API credits: est. ? · charged 2,000,000 · $1.00" in text
     assert "Budget creatify: 10 of 10 Creatify credits used, 0 left; 1 job(s) wait for it, needing 5 more " \
            "(--max-credits creatify=15)" in text
