@@ -5,7 +5,8 @@ Statuses are the state's own (``submitting``, ``in_flight``, ``succeeded``,
 ``changed`` and ``blocked`` for jobs the state has not seen, ``waiting`` for a
 create that was refused (no task exists), ``missing`` and ``lost`` for done jobs
 whose output is gone, ``redo`` for a new take asked for. ``--sandbox`` reads
-the rehearsal's state.
+the rehearsal's state. The listing never cuts a path or a word (``lipbatch.tables``): a table
+on a wide terminal, one block per job on a narrow one, tab-separated lines when piped.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import json
 from collections import Counter
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
 from lipbatch.plan import job_status
+from lipbatch.pricing import plain
 from lipbatch.state import JobRecord, read_state
+from lipbatch.tables import print_listing
 
 HELP = "show each job's status from the state file"
 
@@ -64,15 +64,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"state_file": str(project.state_path), "rehearsal": args.sandbox, "counts": dict(counts),
                           "jobs": rows}, indent=2))
         return EXIT_OK
-    console = Console()
     what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
-    table = Table(title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
-    for column in ("output", "account", "status", "take", "attempts", "credits", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        take = "" if row["take"] is None else str(row["take"])
-        table.add_row(", ".join(row["outputs"]), row["account"], row["status"], take, str(row["attempts"]),
-                      "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or "")
-    console.print(table)
-    console.print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
+    listing = [{"output": ", ".join(row["outputs"]), "account": row["account"], "status": row["status"],
+                "take": row["take"], "attempts": row["attempts"],
+                "credits": None if row["credits"] is None else plain(row["credits"]), "error": row["error"]}
+               for row in rows]
+    print_listing(listing, list(listing[0]) if listing else ["output"], prose=("error",),
+                  title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
+    print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
     return EXIT_OK

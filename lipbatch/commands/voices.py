@@ -37,6 +37,7 @@ from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, client_cl
 from lipbatch.providers.aimlapi_pixverse import PIXVERSE_SPEAKERS
 from lipbatch.providers.useapi import UseapiClient
 from lipbatch.runner import point_at_sandbox, resolve_secrets
+from lipbatch.tables import print_listing
 
 HELP = "list the voice ids a provider account offers (for the manifest's voices section)"
 
@@ -131,24 +132,17 @@ def title(account: Account, what: str) -> str:
     return f"{what} of {account.name}" + ("" if account.name == account.kind else f" ({account.kind})")
 
 
+# columns that hold sentences (wrapped at spaces on a narrow terminal); the rest are ids, names, URLs
+PROSE = ("description", "use_case", "style", "location")
+
+
 def print_rows(rows: Sequence[Mapping[str, Any]], *, as_json: bool, title: str) -> None:
-    """A rich table (columns from the first row) or a JSON array."""
+    """A listing that never cuts an id or a URL (``lipbatch.tables``), or a JSON array."""
     if as_json:
         json.dump(list(rows), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    columns = list(rows[0]) if rows else ["id"]
-    for column in columns:
-        table.add_column(column, no_wrap=column == "id", overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console = Console()
-    console.print(title, style="bold")
-    console.print(table)
+    print_listing(rows, list(rows[0]) if rows else ["id"], title=title, prose=PROSE)
 
 
 async def useapi_voices(client: UseapiClient) -> list[Row]:

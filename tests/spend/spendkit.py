@@ -122,3 +122,6 @@ def magichour_manifest(directory: Path, media: Media, windows: list[float], *, b
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+# a voice id the useapi emulator does not know (its refusal names it)
+BAD_VOICE_HINT = "notARealVoiceId123"
