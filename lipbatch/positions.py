@@ -44,11 +44,27 @@ def locate(manifest: Path, path: Sequence[str | int]) -> tuple[int, int] | None:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def describe(manifest: Path, candidates: Sequence[Sequence[str | int]]) -> str | None:
-    """``file:line:col ($.a.b)`` for the first of ``candidates`` the manifest sets, else None."""
+def find(manifest: Path, candidates: Sequence[Sequence[str | int]]) -> tuple[str, str] | None:
+    """(``file:line:col``, ``$.a.b``) of the first of ``candidates`` the manifest sets, else None."""
     for path in candidates:
         where = locate(manifest, path)
         if where is not None:
             dotted = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-            return f"{manifest}:{where[0]}:{where[1]} ({dotted})"
+            return f"{manifest}:{where[0]}:{where[1]}", dotted
     return None
+
+
+def describe(manifest: Path, candidates: Sequence[Sequence[str | int]]) -> str | None:
+    """``file:line:col ($.a.b)`` for the first of ``candidates`` the manifest sets, else None."""
+    found = find(manifest, candidates)
+    return f"{found[0]} ({found[1]})" if found else None
+
+
+def value_paths(job_voice: str | None, clip: str, account: str, kind: str, param: str) -> list[tuple[str, ...]]:
+    """Where the manifest may set a job's ``param``: a voice's entry (account name first, then kind), or
+    the clip's avatar."""
+    if param == "avatar_id":
+        return [("clips", clip, "avatar")]
+    if job_voice is None:
+        return []
+    return [("voices", job_voice, account), ("voices", job_voice, kind)]

@@ -24,7 +24,7 @@ import trio
 
 from lipbatch.errors import ModerationError, PermanentError, ProviderError
 from lipbatch.model import Job
-from lipbatch.positions import describe
+from lipbatch.positions import describe, value_paths
 
 # job param -> (what a producer calls it, where the manifest sets it)
 _PARAMS = {"voice_id": "voice id", "speaker": "PixVerse speaker", "avatar_id": "avatar id"}
@@ -62,7 +62,6 @@ class Breaker:
         self.tripped: dict[Cause, Trip] = {}
         self._locks: dict[Cause, trio.Lock] = {}
         self._refusals: dict[tuple[Cause, str], int] = {}
-        self._jobs: dict[Cause, Job] = {}
 
     def causes(self, job: Job) -> list[Cause]:
         return sorted(Cause(job.account, param, str(job.params[param])) for param in _PARAMS
@@ -102,16 +101,11 @@ class Breaker:
         for cause in named or unproven:
             key = (cause, error.message)
             self._refusals[key] = self._refusals.get(key, 0) + 1
-            self._jobs.setdefault(cause, job)
             if self._refusals[key] >= self.threshold and cause not in self.tripped:
                 self.tripped[cause] = Trip(cause, str(error), self._where(cause, job))
                 return self.tripped[cause]
         return None
 
     def _where(self, cause: Cause, job: Job) -> str | None:
-        if cause.param == "avatar_id":
-            return describe(self.manifest, [("clips", job.clip, "avatar")])
-        if job.voice is None:
-            return None
         kind = self.kinds.get(cause.account, "")
-        return describe(self.manifest, [("voices", job.voice, cause.account), ("voices", job.voice, kind)])
+        return describe(self.manifest, value_paths(job.voice, job.clip, cause.account, kind, cause.param))
