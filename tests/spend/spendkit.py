@@ -74,12 +74,20 @@ def runway_manifest(directory: Path, media: Media, jobs: int, *, voice: str = RU
     return path
 
 
-def journal_prefixes(journal: Path) -> list[dict[str, JobRecord]]:
-    """The job records after each line of ``journal`` (a state whose snapshot was never written)."""
+def journal_prefixes(state_path: Path) -> list[dict[str, JobRecord]]:
+    """The job records after each journal line: the snapshot, then the lines a crash left after it."""
     raw: dict[str, dict[str, Any]] = {}
+    seq = 0
+    if state_path.exists():
+        snapshot = json.loads(state_path.read_text())
+        seq = snapshot["seq"]
+        raw = {job["key"]: dict(job) for job in snapshot["jobs"]}
+    journal = state_path.with_name(state_path.name + ".journal")
     out = []
-    for line in journal.read_text().splitlines():
+    for line in journal.read_text().splitlines() if journal.exists() else []:
         event = json.loads(line)
+        if event["seq"] <= seq:
+            continue
         if event["op"] == "job":
             raw.setdefault(event["key"], {"key": event["key"]}).update(event["set"])
         out.append({key: JobRecord(**{**fields, "status": JobStatus(fields["status"])})

@@ -32,7 +32,7 @@ def test_charged_plus_reserved_never_exceeds_the_budget(windows, budget, concurr
         harness = Harness(**fault)
         summary = trio.run(harness.run, manifest, fast_options(transient_retries=2))
         project = harness.project(manifest)
-        prefixes = journal_prefixes(project.state_path.with_name(project.state_path.name + ".journal"))
+        prefixes = journal_prefixes(project.state_path)
         assert max((used(records, "mh") for records in prefixes), default=0.0) <= budget
         assert sum(harness.stats()["credits_used"].values()) <= budget  # the provider's own books
         ended = summary.done + summary.failed + summary.over_budget + summary.not_run + summary.unknown
