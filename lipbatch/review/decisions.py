@@ -43,6 +43,9 @@ APPROVED, REJECTED = "approved", "rejected"
 DECISIONS = (APPROVED, REJECTED)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FIELDS = ("decision", "note", "take", "sha256", "by", "at")
+# libyaml when present (PyYAML wheels bundle it): a few times faster for campaigns of thousands of outputs
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _parse(text: str, path: Path) -> dict[str, Decision]:
         raise LipbatchError(f"{path}: holds an unresolved merge conflict (<<<<<<< ... >>>>>>>); resolve it, "
                             "keeping one entry per output")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise LipbatchError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict) or data.get("version") != FORMAT or not isinstance(data.get("outputs", {}), dict):
@@ -128,8 +131,8 @@ def dump_decisions(decisions: Mapping[str, Decision], manifest_name: str) -> byt
                for output in sorted(decisions)}
     header = (f"# Review decisions for {manifest_name}, written by `lipbatch review`. Commit this file.\n"
               "# A decision holds for the take (number and sha256) it names; a new take is undecided again.\n")
-    body = yaml.safe_dump({"version": FORMAT, "outputs": outputs}, sort_keys=False, allow_unicode=True,
-                          default_flow_style=False, width=1 << 16)
+    body = yaml.dump({"version": FORMAT, "outputs": outputs}, Dumper=_DUMPER, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=1 << 16)
     return (header + body).encode("utf-8")
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from lipbatch.model import Project
+from lipbatch.paths import REVIEW_DIR
 from lipbatch.review.decisions import decisions_path, read_decisions
 from lipbatch.review.grid import NO_LANGUAGE, Cell, Grid, Group, Take, build_grid
 from lipbatch.review.judging import UNDECIDED
 from lipbatch.state import atomic_write_bytes, read_state
 
-REVIEW_DIR = "review"
 THUMBS_DIR = "thumbs"
 DECISION_FILTERS = ("approved", "rejected", UNDECIDED, "no take")
 

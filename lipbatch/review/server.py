@@ -26,9 +26,10 @@ from starlette.staticfiles import StaticFiles
 from lipbatch.campaign import load_campaign
 from lipbatch.errors import LipbatchError
 from lipbatch.model import Job, Project
+from lipbatch.paths import REVIEW_DIR
 from lipbatch.review.decisions import DECISIONS, Decision
 from lipbatch.review.judging import Verdict, current_take, decide
-from lipbatch.review.page import REVIEW_DIR, load_grid, render_page
+from lipbatch.review.page import load_grid, render_page
 from lipbatch.state import read_state
 
 
