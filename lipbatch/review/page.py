@@ -82,8 +82,11 @@ def render_page(grid: Grid, *, served: bool) -> str:
         for name, values in options.items())
     status_chips = "".join(f'<button type="button" class="chip s-{_css(name)}" data-status-chip="{escape(name)}">'
                            f'{count} {escape(name)}</button>' for name, count in sorted(counts.items()))
-    credits = " · ".join(f'<span data-credits="{escape(g.account)}">{escape(g.account)} '
-                         f'{_amount(g.credits) if g.credits else "–"}</span>' for g in grid.groups)
+    credits = " · ".join(f'<span data-credits="{escape(g.account)}">{escape(g.account)} {_amount(g.credits)}</span>'
+                         for g in grid.groups if g.credits)
+    unreported = [g.account for g in grid.groups if not g.credits]
+    if unreported:
+        credits += f' <span class="unreported">(none reported: {escape(", ".join(unreported))})</span>'
     rehearsal = '<span class="badge rehearsal">REHEARSAL (sandbox)</span>' if grid.rehearsal else ""
     sandbox_flag = " --sandbox" if grid.rehearsal else ""
     config = {"served": served, "manifest": project.manifest_path.name, "sandbox": grid.rehearsal,
@@ -94,6 +97,7 @@ def render_page(grid: Grid, *, served: bool) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Review: {escape(project.manifest_path.name)}</title>
 <style>{_asset("review.css")}</style>
 </head>
@@ -109,7 +113,7 @@ def render_page(grid: Grid, *, served: bool) -> str:
 <dialog id="reject-dialog"><form method="dialog">
 <p>Reject <strong id="reject-what"></strong>: what is wrong?</p>
 <input id="reject-note" name="note" maxlength="500" required autocomplete="off" placeholder="e.g. lips drift after 2 s">
-<menu><button value="cancel" formnovalidate>Cancel</button><button value="reject" id="reject-confirm">Reject</button></menu>
+<menu><button type="button" value="cancel">Cancel</button><button value="reject" id="reject-confirm">Reject</button></menu>
 </form></dialog>
 <div id="toast" role="status" hidden></div>
 <script type="application/json" id="review-config">{_json(config)}</script>
@@ -168,7 +172,7 @@ def _cell(cell: Cell, served: bool) -> str:
     if cell.current is not None and cell.current.sha256:
         actions = ('<div class="actions"><button type="button" class="approve" tabindex="-1">Approve <kbd>a</kbd>'
                    '</button><button type="button" class="reject" tabindex="-1">Reject <kbd>r</kbd></button></div>')
-    attrs = {"key": job.key, "lang": job.lang or NO_LANGUAGE, "account": job.account, "kind": job.kind,
+    attrs = {"key": job.key, "clip": job.clip, "lang": job.lang or NO_LANGUAGE, "account": job.account, "kind": job.kind,
              "status": cell.status, "decision": decision, "output": job.output,
              "sha256": cell.current.sha256 if cell.current else "", "title": f"{job.clip} · {job.script or job.voice}"
              f" · {job.lang or 'voice swap'} ({job.account})"}
@@ -187,9 +191,9 @@ def _take(take: Take, which: str) -> str:
     caption = ""
     if which:  # a take shown beside others says which it is
         label = f"take {take.number}" + (" (current)" if which == "current" else f" ({escape(take.superseded or '')})")
-        if take.decision is not None and which == "earlier":
-            label += (f' · <span class="d-{take.decision.decision}" title="{escape(take.decision.note)}">'
-                      f"{escape(take.decision.decision)}</span>")
+        if take.decision is not None and which == "earlier":  # what the reviewer said about it
+            label = (f'take {take.number} · <span class="d-{take.decision.decision}" '
+                     f'title="{escape(take.decision.note)}">{escape(take.decision.decision)}</span>')
         caption = f"<figcaption>{label}</figcaption>"
     role = "earlier" if which == "earlier" else "current"
     return (f'<figure class="take {role}" data-take="{take.number}">'

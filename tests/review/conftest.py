@@ -10,8 +10,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from campaigns import build_localization  # noqa: E402
-from kinds import Media  # noqa: E402
+import shutil  # noqa: E402
+
+from campaigns import Campaign, build_localization, small_campaign  # noqa: E402
+from harness import Harness  # noqa: E402
+from kinds import MODERATED_WORD, Media  # noqa: E402
+
+from lipbatch.campaign import rehearsal  # noqa: E402
+
+SMALL_KIND = "runway-lipsync"
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +30,18 @@ def review_media(tmp_path_factory: pytest.TempPathFactory) -> Media:
 def localization_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The examples' five-kind campaign, rehearsed once per session (see ``build_localization``)."""
     return build_localization(tmp_path_factory.mktemp("localization"))
+
+
+@pytest.fixture(scope="session")
+def small_master(tmp_path_factory: pytest.TempPathFactory, review_media: Media) -> Path:
+    folder = tmp_path_factory.mktemp("small")
+    small_campaign(SMALL_KIND, folder, review_media, jobs=3, moderated={2})
+    return folder
+
+
+@pytest.fixture
+def small(small_master: Path, tmp_path: Path) -> Campaign:
+    """A private copy of a finished 3-job rehearsal: two takes done, one failed moderation."""
+    shutil.copytree(small_master, tmp_path / "c")
+    h = Harness(moderate=(MODERATED_WORD,))
+    return Campaign(h, rehearsal(h.project(tmp_path / "c" / f"{SMALL_KIND}.yaml")), {})
