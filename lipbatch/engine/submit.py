@@ -110,11 +110,15 @@ class SubmitPhase:
         uploads = await self._uploads(job, acct)
         limited = transient = 0
         uploaded_again = False
+        body: Any = None
         while True:
             self._gate(acct)
-            await self._take_slot(job, acct)
+            if not acct.limiter.holds(job.key):  # a resumed record of another endpoint already took one
+                await self._take_slot(job, acct)
             try:
                 self._gate(acct)
+                if body is None:  # built whole before the intent is recorded: the unknown window is the POST
+                    body = await self._prepare(job, acct, uploads)
             except JobEnded:
                 self._give_slot(job, acct)
                 raise
@@ -126,7 +130,7 @@ class SubmitPhase:
                               endpoint=acct.endpoint, take=job.take)
             try:
                 with trio.CancelScope(shield=True):
-                    submission = await self._post(job, acct, uploads)
+                    submission = await self._post(job, acct, body)
             except BusyError as exc:
                 acct.limiter.on_busy()
                 limited += 1
@@ -153,7 +157,7 @@ class SubmitPhase:
                 if uploads and not uploaded_again and acct.client.upload_gone(exc, uploads):
                     uploaded_again = True  # the provider forgot an input (purged, deleted): upload it again
                     self.state.update(job.key, error=str(exc), error_kind=REFUSED)
-                    uploads = await self._uploads(job, acct, forget=uploads)
+                    uploads, body = await self._uploads(job, acct, forget=uploads), None
                     self.emit("job_reupload", job, message=f"the provider no longer has an input ({exc}); uploaded again")
                     continue
                 self._stop_if_refused(acct, exc)
@@ -172,13 +176,23 @@ class SubmitPhase:
                     return submission.task_id, submission.state
             await trio.sleep(delay)
 
-    async def _post(self, job: Job, acct: AccountRun, uploads: Mapping[str, Upload]) -> Submission | None:
+    async def _prepare(self, job: Job, acct: AccountRun, uploads: Mapping[str, Upload]) -> Any:
+        """The create body; an input that cannot be read or sent fails the job before any money moves."""
+        try:
+            return await acct.client.prepare(job, uploads)
+        except OSError as exc:
+            self.state.update(job.key, account=job.account, kind=job.kind, outputs=list(job.outputs),
+                              status=JobStatus.FAILED, error=f"cannot read an input: {exc}", error_kind="permanent",
+                              endpoint=acct.endpoint, take=job.take)
+            raise JobEnded("failed", f"cannot read an input: {exc}") from exc
+
+    async def _post(self, job: Job, acct: AccountRun, body: Any) -> Submission | None:
         """The create POST and the durable record of its answer, never split by cancellation.
 
         Returns None when the request was lost in a way that created no task.
         """
         try:
-            submission = await acct.client.submit(job, uploads)
+            submission = await acct.client.create(body)
         except TransientError as exc:
             if exc.status is not None or isinstance(exc.__cause__, _NOT_SENT):
                 raise  # the provider answered (or never saw it): nothing was created
@@ -201,9 +215,8 @@ class SubmitPhase:
                 return Submission(task_id=found)
             self.state.update(job.key, error=f"no task after a lost answer: {exc}", error_kind=REFUSED)
             return None
-        if self.options.resubmit_unknown:
-            self.state.update(job.key, error=f"answer lost ({exc}); resubmitting", error_kind=REFUSED)
-            return None
+        # Never re-sent blindly, even with --resubmit-unknown (which only covers earlier runs' unknowns):
+        # the provider cannot be searched, so another create may pay twice.
         self.state.update(job.key, status=JobStatus.UNKNOWN, error=f"create answer lost: {exc}", error_kind="unknown")
         self._give_slot(job, acct)
         raise JobEnded("unknown", f"create answer lost ({exc}); the provider cannot be searched for the task; "

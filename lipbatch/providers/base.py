@@ -104,12 +104,20 @@ class Provider(Protocol):
         """Upload one local input; the runner calls it once per content hash per account."""
         ...
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        """Create the task. ``uploads`` maps input role -> handle for uploaded inputs.
-
-        Sends ``job.reference`` (the key, with the take after the first) as the provider's reference
-        field where one exists.
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> Any:
+        """The whole create request body, built before anything is sent (inputs read, data URIs
+        encoded), so the runner records its intent only right before the one ``create`` call.
+        ``uploads`` maps input role -> handle for uploaded inputs. Carries ``job.reference`` (the
+        key, with the take after the first) in the provider's reference field where one exists.
         """
+        ...
+
+    async def create(self, body: Any) -> Submission:
+        """Send one prepared create request: the only call that can cost money."""
+        ...
+
+    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
+        """``prepare`` then ``create``."""
         ...
 
     async def poll(self, task_id: str) -> TaskState:
@@ -320,6 +328,9 @@ class HttpClient:
 
     async def upload(self, ref: InputRef) -> Upload:
         raise PermanentError(f"{self.kind} has no upload endpoint; its inputs are sent as URLs or inline")
+
+    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
+        return await self.create(await self.prepare(job, uploads))
 
     async def find_task(self, reference: str) -> str | None:
         return None

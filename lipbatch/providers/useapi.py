@@ -159,8 +159,10 @@ class UseapiClient(HttpClient):
             raise PermanentError(f"asset upload answered without an assetId: {str(data)[:200]}")
         return Upload(handle=asset_id)
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        body = {**self.create_body(job, uploads), "replyRef": job.reference}
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> dict[str, Any]:
+        return {**self.create_body(job, uploads), "replyRef": job.reference}
+
+    async def create(self, body: Any) -> Submission:
         data = await self.call("POST", self.create_path, json=body)
         task = self.read_create(data)
         task_id = task.get("taskId")

@@ -35,12 +35,14 @@ async def test_status_reports_the_state(tmp_path, media, harness, capsys):
     assert (await h.run(case.manifest)).done == 2
 
     assert cli.main(["status", str(case.manifest), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["counts"] == {"new": 2}  # the real campaign: nothing done
+    assert cli.main(["status", str(case.manifest), "--sandbox", "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert report["counts"] == {"done": 2}
     assert {tuple(job["outputs"]) for job in report["jobs"]} == {job.outputs for job in h.project(case.manifest).jobs}
     assert all(job["attempts"] == 1 for job in report["jobs"])
 
-    assert cli.main(["status", str(case.manifest)]) == EXIT_OK
+    assert cli.main(["status", str(case.manifest), "--sandbox"]) == EXIT_OK
     assert "2 done" in capsys.readouterr().out
 
 

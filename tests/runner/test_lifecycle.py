@@ -64,10 +64,10 @@ async def test_redo_makes_exactly_one_new_take_and_keeps_the_old(kind, tmp_path,
     case, h, project = await _finished(kind, tmp_path, media)
     target = project.jobs[0]
     first_bytes = (project.output_dir / target.output).read_bytes()
-    result = run_cli("redo", str(case.manifest), f"key={target.key[:10]}")
+    result = run_cli("redo", str(case.manifest), "--sandbox", f"key={target.key[:10]}")
     assert result.code == EXIT_OK, result.err
     assert "new take asked for" in result.out
-    plan = run_cli("plan", str(case.manifest), "--json").json()
+    plan = run_cli("plan", str(case.manifest), "--sandbox", "--json").json()
     assert [job["status"] for job in plan["jobs"] if job["key"] == target.key] == ["redo"]
 
     summary = await h.run(project, environ=case.env)
@@ -114,7 +114,7 @@ async def test_a_hand_placed_file_is_never_overwritten_and_nothing_is_paid(tmp_p
     mine = project.output_dir / project.jobs[0].output
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"the editor's own cut")
-    assert run_cli("plan", str(case.manifest), "--json").json()["jobs"][0]["status"] == "blocked"
+    assert run_cli("plan", str(case.manifest), "--sandbox", "--json").json()["jobs"][0]["status"] == "blocked"
     summary = await h.run(project, environ=case.env)
     assert summary.blocked == 1 and summary.done == 1 and summary.exit_code == EXIT_JOBS_FAILED
     assert mine.read_bytes() == b"the editor's own cut"
@@ -125,7 +125,7 @@ async def test_a_hand_placed_file_is_never_overwritten_and_nothing_is_paid(tmp_p
 
 async def test_verify_rehashes_and_prune_removes_only_with_yes(tmp_path, media, run_cli):
     case, h, project = await _finished("aimlapi-pixverse-lipsync", tmp_path, media)
-    assert run_cli("verify", str(case.manifest)).code == EXIT_OK
+    assert run_cli("verify", str(case.manifest), "--sandbox").code == EXIT_OK
     # same size, same mtime, different bytes: only a full rehash sees it
     victim = project.output_dir / project.jobs[0].output
     st = victim.stat()
@@ -134,7 +134,7 @@ async def test_verify_rehashes_and_prune_removes_only_with_yes(tmp_path, media, 
     victim.write_bytes(bytes(data))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     (project.output_dir / "notes.txt").write_text("mine")
-    result = run_cli("verify", str(case.manifest), "--json")
+    result = run_cli("verify", str(case.manifest), "--sandbox", "--json")
     assert result.code == EXIT_JOBS_FAILED
     report = result.json()
     assert report["altered"] == [project.jobs[0].output] and report["unknown"] == ["notes.txt"]
@@ -142,14 +142,14 @@ async def test_verify_rehashes_and_prune_removes_only_with_yes(tmp_path, media, 
     # drop a language from the manifest: its output is an orphan
     dropped = next(job for job in project.jobs if job.lang == "en")  # a one-line text line
     case.manifest.write_text(_without_lang(case.manifest.read_text(), dropped.lang))
-    listing = run_cli("prune", str(case.manifest))
+    listing = run_cli("prune", str(case.manifest), "--sandbox")
     assert listing.code == EXIT_OK and f"would remove: {dropped.output}" in listing.out
     assert (project.output_dir / dropped.output).exists()
     assert "left alone (lipbatch did not write it): notes.txt" in listing.out
-    removed = run_cli("prune", str(case.manifest), "--yes")
+    removed = run_cli("prune", str(case.manifest), "--sandbox", "--yes")
     assert removed.code == EXIT_OK and not (project.output_dir / dropped.output).exists()
     assert (project.output_dir / "notes.txt").exists()
-    assert run_cli("prune", str(case.manifest)).out.strip().endswith("nothing to prune")
+    assert run_cli("prune", str(case.manifest), "--sandbox").out.strip().endswith("nothing to prune")
 
 
 def _without_lang(text: str, lang: str) -> str:
@@ -167,6 +167,6 @@ async def test_read_only_commands_write_nothing_beside_the_manifest(tmp_path, me
 def test_redo_refuses_nonsense_selectors(tmp_path, media, run_cli):
     case = write_manifest("creatify-lipsync", tmp_path, media, jobs=1)
     for words in (["colour=red"], ["lang="], ["zz"], ["key=xyz1"], ["lang=de"]):
-        result = run_cli("redo", str(case.manifest), *words)
+        result = run_cli("redo", str(case.manifest), "--sandbox", *words)
         assert result.code == EXIT_INVALID and "Traceback" not in result.err, words
-    assert "nothing to redo" in run_cli("redo", str(case.manifest), "provider=acct").err
+    assert "nothing to redo" in run_cli("redo", str(case.manifest), "--sandbox", "provider=acct").err
