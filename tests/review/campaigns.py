@@ -14,7 +14,6 @@ import trio
 from harness import Harness, fast_options
 from kinds import MODERATED_WORD, Media, write_manifest
 
-from lipbatch.campaign import rehearsal
 from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK
 from lipbatch.model import Project
 from lipbatch.review import rejected_takes
@@ -49,7 +48,7 @@ def small_campaign(kind: str, folder: Path, media: Media, *, jobs: int = 3, mode
                    ) -> Campaign:
     case = write_manifest(kind, folder, media, jobs=jobs, moderated=moderated)
     h = Harness(moderate=(MODERATED_WORD,))
-    campaign = Campaign(h, rehearsal(h.project(case.manifest)), case.env)
+    campaign = Campaign(h, h.project(case.manifest), case.env)
     summary = trio.run(campaign.run)
     assert summary.exit_code == (EXIT_JOBS_FAILED if moderated else EXIT_OK), summary.failures
     return campaign
@@ -61,7 +60,7 @@ def build_localization(folder: Path) -> Path:
     shutil.copytree(EXAMPLES, folder, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("*-output", "*.lipbatch-state*", "*.review*.yaml"))
     h = Harness(moderate=(FAILING_WORD,))
-    campaign = Campaign(h, rehearsal(h.project(folder / LOCALIZATION)), {})
+    campaign = Campaign(h, h.project(folder / LOCALIZATION), {})
     first = trio.run(campaign.run)
     assert first.failed == 1 and first.done == len(campaign.project.jobs) - 1, first.failures
     redone = [job for job in campaign.project.jobs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,13 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-import shutil  # noqa: E402
-
 from campaigns import Campaign, build_localization, small_campaign  # noqa: E402
 from harness import Harness  # noqa: E402
 from kinds import MODERATED_WORD, Media  # noqa: E402
-
-from lipbatch.campaign import rehearsal  # noqa: E402
 
 SMALL_KIND = "runway-lipsync"
 
@@ -44,4 +41,4 @@ def small(small_master: Path, tmp_path: Path) -> Campaign:
     """A private copy of a finished 3-job rehearsal: two takes done, one failed moderation."""
     shutil.copytree(small_master, tmp_path / "c")
     h = Harness(moderate=(MODERATED_WORD,))
-    return Campaign(h, rehearsal(h.project(tmp_path / "c" / f"{SMALL_KIND}.yaml")), {})
+    return Campaign(h, h.project(tmp_path / "c" / f"{SMALL_KIND}.yaml"), {})
