@@ -4,7 +4,9 @@ The output folder is served at the root, so the page's relative paths to
 videos, takes and thumbnails are the same as from file://. The page is built
 afresh on every load (the state may have moved on); a decision is checked
 against the take the state holds now, so a page showing an older take cannot
-judge the newer one. Building the page and writing decisions block (PyAV, the
+judge the newer one. Only this page may post decisions: the server answers
+only to loopback host names (no DNS rebinding) and takes only JSON bodies from
+its own origin (a cross-site form or script cannot post one). Building the page and writing decisions block (PyAV, the
 decisions file's lock), so they run in worker threads.
 """
 
@@ -18,13 +20,15 @@ from pathlib import Path
 
 import trio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lipbatch.campaign import load_campaign
-from lipbatch.errors import LipbatchError
+from lipbatch.errors import LipbatchError, UsageError
 from lipbatch.model import Job, Project
 from lipbatch.paths import REVIEW_DIR
 from lipbatch.review.decisions import DECISIONS, Decision
@@ -43,7 +47,8 @@ class ReviewApp:
 
     def app(self) -> Starlette:
         self.project.output_dir.mkdir(parents=True, exist_ok=True)
-        return Starlette(routes=[
+        return Starlette(middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])],
+                         routes=[
             Route("/", lambda request: RedirectResponse(f"/{REVIEW_DIR}/")),
             Route(f"/{REVIEW_DIR}/", self.page),
             Route(f"/{REVIEW_DIR}/index.html", self.page),
@@ -63,6 +68,11 @@ class ReviewApp:
         return render_page(load_grid(self.project, sandbox=self.sandbox), served=True)
 
     async def post_decision(self, request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error(415, "expected a JSON body (content-type: application/json)")
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return _error(403, "decisions are taken from the review page itself only")
         try:
             body = await request.json()
         except (JSONDecodeError, UnicodeDecodeError):
@@ -96,10 +106,16 @@ async def serve_review(review: ReviewApp, *, port: int = 0, announce: Callable[[
     """Serve until SIGINT or SIGTERM; ``announce(url)`` once listening. Returns normally when stopped."""
     from lipbatch.sandbox.server import serve
 
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            url = await nursery.start(lambda task_status: serve(review.app(), port=port, task_status=task_status))
-            announce(f"{url}/{REVIEW_DIR}/")
-            async for _ in signals:
-                break
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                url = await nursery.start(lambda task_status: serve(review.app(), port=port, task_status=task_status))
+                announce(f"{url}/{REVIEW_DIR}/")
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
+    except* OSError as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise UsageError(f"cannot listen on 127.0.0.1:{port}: {error}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -21,7 +23,7 @@ async def test_the_served_page_files_and_decisions(small):
     failed = next(job for job in project.jobs if records[job.key].status is JobStatus.FAILED)
     sha = records[done.key].output_sha256
     transport = httpx.ASGITransport(app=review.app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://review.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         page = await client.get("/", follow_redirects=True)
         assert page.status_code == 200 and '<body class="served">' in page.text
         assert page.text.count('class="cell"') == len(project.jobs)
@@ -33,6 +35,14 @@ async def test_the_served_page_files_and_decisions(small):
             return await client.post("/review/api/decisions", json=body)
 
         assert (await post(key=done.key, sha256=sha, decision="maybe")).status_code == 400
+        body = json.dumps({"key": done.key, "sha256": sha, "decision": "approved"})
+        form = await client.post("/review/api/decisions", content=body, headers={"content-type": "text/plain"})
+        assert form.status_code == 415  # what a cross-site form could send without asking first
+        elsewhere = await client.post("/review/api/decisions", content=body, headers={
+            "content-type": "application/json", "origin": "http://evil.test"})
+        assert elsewhere.status_code == 403
+        rebound = await client.get("/review/", headers={"host": "evil.test"})
+        assert rebound.status_code == 400
         assert (await post(key="0" * 64, sha256=sha, decision="approved")).status_code == 404
         stale = await post(key=done.key, sha256="f" * 64, decision="approved")
         assert stale.status_code == 409 and "newer take" in stale.json()["error"]
