@@ -28,7 +28,8 @@ from lipbatch.state import JobStatus, read_state
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+         "--disable-component-update", "--no-first-run",
+         "--allow-file-access-from-files"]  # only so the test may read decoded pixels back from a file:// page
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")]
@@ -84,7 +85,7 @@ _PLAY_ALL = """async () => {
   const results = [];
   for (const video of document.querySelectorAll("video")) {
     video.muted = true;
-    let played = false;
+    let played = false, brightness = 0;
     try {
       await video.play();
       await new Promise((resolve) => {
@@ -94,9 +95,17 @@ _PLAY_ALL = """async () => {
       });
       played = video.currentTime > 0;
       video.pause();
+      const canvas = document.createElement("canvas");  // the decoded picture itself, not just a clock
+      canvas.width = 16; canvas.height = 12;
+      const context = canvas.getContext("2d");
+      context.drawImage(video, 0, 0, 16, 12);
+      const pixels = context.getImageData(0, 0, 16, 12).data;
+      let sum = 0;
+      for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
+      brightness = sum / (pixels.length / 4) / 3;
     } catch (error) { played = String(error); }
     results.push({src: video.getAttribute("src"), readyState: video.readyState, error: video.error && video.error.code,
-                  width: video.videoWidth, duration: video.duration, played});
+                  width: video.videoWidth, duration: video.duration, played, brightness});
   }
   return results;
 }"""
@@ -112,6 +121,7 @@ def _plays_everything(tab: Tab, expected_videos: int) -> None:
     for video in videos:  # Debian's Chromium decodes the sandbox's H.264/AAC MP4s
         assert video["error"] is None and video["readyState"] >= 2 and video["played"] is True, video
         assert video["width"] > 0 and video["duration"] > 0.5, video
+        assert video["brightness"] > 30, video  # the sandbox's faces and gradients, not a black frame
     posters = tab.page.evaluate(_POSTERS)
     assert len(posters) == expected_videos and all(width > 0 for width in posters), posters
 
