@@ -4,7 +4,7 @@ Readings where the issue left room:
 
 - A job with several outputs (identical requests merged) is one take: judging
   the job judges every output it wrote.
-- Only a done take can be judged (its sha256 is what the decision binds to);
+- Only a done take can be judged (its number and sha256 are what the decision binds to);
   deciding on anything else is refused with exit 2 and nothing is written.
 - A rejection needs a note: it is what the next take should fix.
 """

@@ -67,48 +67,21 @@ def _amount(value: float) -> str:
 
 
 def render_page(grid: Grid, *, served: bool) -> str:
-    project = grid.project
-    counts = grid.counts()
-    cells = grid.cells()
-    options = {
-        "lang": grid.columns,
-        "account": [group.account for group in grid.groups],
-        "status": sorted(counts),
-        "decision": list(DECISION_FILTERS),
-    }
-    filters = "".join(
-        f'<label>{name} <select id="filter-{name}" data-filter="{name}"><option value="">all</option>'
-        + "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in values) + "</select></label>"
-        for name, values in options.items())
-    status_chips = "".join(f'<button type="button" class="chip s-{_css(name)}" data-status-chip="{escape(name)}">'
-                           f'{count} {escape(name)}</button>' for name, count in sorted(counts.items()))
-    credits = " · ".join(f'<span data-credits="{escape(g.account)}">{escape(g.account)} {_amount(g.credits)}</span>'
-                         for g in grid.groups if g.credits)
-    unreported = [g.account for g in grid.groups if not g.credits]
-    if unreported:
-        credits += f' <span class="unreported">(none reported: {escape(", ".join(unreported))})</span>'
-    rehearsal = '<span class="badge rehearsal">REHEARSAL (sandbox)</span>' if grid.rehearsal else ""
-    sandbox_flag = " --sandbox" if grid.rehearsal else ""
-    config = {"served": served, "manifest": project.manifest_path.name, "sandbox": grid.rehearsal,
-              "command": f"lipbatch review {project.manifest_path.name}{sandbox_flag}"}
-    body = "".join(_group(group, grid.columns, served) for group in grid.groups)
+    """The page's HTML; ``served`` pages post decisions, file pages say how to record them."""
+    name = grid.project.manifest_path.name
+    config = {"served": served, "command": f"lipbatch review {name}" + (" --sandbox" if grid.rehearsal else "")}
+    body = "".join(_group(group, grid.columns) for group in grid.groups)
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>Review: {escape(project.manifest_path.name)}</title>
+<title>Review: {escape(name)}</title>
 <style>{_asset("review.css")}</style>
 </head>
 <body class="{"served" if served else "file"}">
-<header>
-<h1>{escape(project.manifest_path.name)} {rehearsal}<span class="total">{len(cells)} jobs</span></h1>
-<div class="summary"><span class="label">status</span> {status_chips}
-<span class="label">credits charged</span> <span class="credits">{credits}</span></div>
-<form class="filters" onsubmit="return false">{filters}<span id="shown"></span>
-<span class="keys">←↑↓→ / j k move · space play · a approve · r reject</span></form>
-</header>
+{_header(grid)}
 <main>{body}</main>
 <dialog id="reject-dialog"><form method="dialog">
 <p>Reject <strong id="reject-what"></strong>: what is wrong?</p>
@@ -123,6 +96,32 @@ def render_page(grid: Grid, *, served: bool) -> str:
 """
 
 
+def _header(grid: Grid) -> str:
+    """Title, counts per status (click: filter), credits per account, filters and the keys."""
+    counts = grid.counts()
+    options = {"lang": grid.columns, "account": [group.account for group in grid.groups], "status": sorted(counts),
+               "decision": list(DECISION_FILTERS)}
+    filters = "".join(
+        f'<label>{name} <select id="filter-{name}" data-filter="{name}"><option value="">all</option>'
+        + "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in values) + "</select></label>"
+        for name, values in options.items())
+    chips = "".join(f'<button type="button" class="chip s-{_css(name)}" data-status-chip="{escape(name)}">'
+                    f"{count} {escape(name)}</button>" for name, count in sorted(counts.items()))
+    credits = " · ".join(f'<span data-credits="{escape(g.account)}">{escape(g.account)} {_amount(g.credits)}</span>'
+                         for g in grid.groups if g.credits)
+    unreported = [g.account for g in grid.groups if not g.credits]
+    if unreported:
+        credits += f' <span class="unreported">(none reported: {escape(", ".join(unreported))})</span>'
+    rehearsal = '<span class="badge rehearsal">REHEARSAL (sandbox)</span>' if grid.rehearsal else ""
+    return f"""<header>
+<h1>{escape(grid.project.manifest_path.name)} {rehearsal}<span class="total">{sum(counts.values())} jobs</span></h1>
+<div class="summary"><span class="label">status</span> {chips}
+<span class="label">credits charged</span> <span class="credits">{credits}</span></div>
+<form class="filters" onsubmit="return false">{filters}<span id="shown"></span>
+<span class="keys">←↑↓→ / j k move · space play · a approve · r reject</span></form>
+</header>"""
+
+
 def _json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
@@ -131,14 +130,14 @@ def _css(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name)
 
 
-def _group(group: Group, columns: list[str], served: bool) -> str:
+def _group(group: Group, columns: list[str]) -> str:
     used = [c for c in columns if any(c in row.cells for row in group.rows)]
     jobs = sum(len(row.cells) for row in group.rows)
     head = "".join(f'<th scope="col" data-column="{escape(c)}">{escape(c)}</th>' for c in used)
     rows = []
     for row in group.rows:
         slots = "".join(
-            f'<td data-column="{escape(c)}">{_cell(row.cells[c], served)}</td>' if c in row.cells
+            f'<td data-column="{escape(c)}">{_cell(row.cells[c])}</td>' if c in row.cells
             else f'<td data-column="{escape(c)}" class="empty"></td>' for c in used)
         rows.append(f'<tr><th scope="row"><span class="clip">{escape(row.clip)}</span>'
                     f'<span class="what">{escape(row.what)}</span></th>{slots}</tr>')
@@ -149,7 +148,7 @@ def _group(group: Group, columns: list[str], served: bool) -> str:
             "</section>")
 
 
-def _cell(cell: Cell, served: bool) -> str:
+def _cell(cell: Cell) -> str:
     job = cell.job
     earlier = "".join(_take(t, "earlier") for t in reversed(cell.earlier))
     if cell.current is not None:
