@@ -135,18 +135,18 @@ class Redactor:
     def _extend(self, text: str, hits: list[int]) -> list[tuple[int, int]]:
         """The whole matches around sampled grams ``hits``, those of ``WINDOW`` characters or more."""
         found: list[tuple[int, int]] = []
-        seen: set[tuple[int, int]] = set()
+        reached: dict[tuple[int, int], int] = {}  # (form, alignment) -> end of the stretch last extended
         for at in hits:
             for index, offset in self._grams[text[at:at + _GRAM]]:
                 form, shift = self._forms[index], offset - at  # text[i] faces form[i + shift]
-                if (index, shift) in seen:
-                    continue  # the same echo, met again further on
-                seen.add((index, shift))
+                if at < reached.get((index, shift), -1):
+                    continue  # inside a stretch already extended: the same echo, met again further on
                 left, right = at, at + _GRAM
                 while left > 0 and left + shift > 0 and text[left - 1] == form[left - 1 + shift]:
                     left -= 1
                 while right < len(text) and right + shift < len(form) and text[right] == form[right + shift]:
                     right += 1
+                reached[index, shift] = right
                 if right - left >= WINDOW:
                     found.append((left, right))
         return found

@@ -63,7 +63,7 @@ def leaks(text: str, secrets: list[str]) -> set[str]:
     return {w for secret in secrets for w in windows(secret) if any(w in piece for piece in pieces)}
 
 
-secrets = st.text(SECRET_ALPHABET, min_size=8, max_size=64)
+secrets = st.text(SECRET_ALPHABET, min_size=8, max_size=64) | st.text("0a/", min_size=8, max_size=64)  # or repetitive
 context = st.text(string.printable + "éü€", max_size=120)
 
 
@@ -141,6 +141,11 @@ def test_short_secrets_are_redacted_only_whole() -> None:
     assert redactor.scrub("pw/4 and w/4!") == "pw/4 and w/4!"  # cut: four characters are no credential
     b64_inside = base64.b64encode(b"user:" + secret.encode()).decode()
     assert redactor.scrub(b64_inside) == b64_inside  # a few base64 characters would redact ordinary words
+
+
+def test_a_second_stretch_on_the_same_alignment_is_found() -> None:
+    # "0000" at 0 faces the key's "0000" at 4 but stops at "1"; "00000001" at 5 is on that same alignment
+    assert Redactor(["00000000000000001"]).scrub("0000100000001") == f"00001{REDACTED}"
 
 
 def test_overlapping_and_touching_matches_become_one_mark() -> None:
