@@ -85,7 +85,7 @@ def echoed(draw: st.DrawFn, secret: str) -> str:
     return form[:cut] + draw(context) + form[cut:]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data(), secrets, context, context)
 def test_no_window_of_an_echoed_secret_survives(data, secret: str, before: str, after: str) -> None:
     echo = data.draw(echoed(secret))
@@ -98,7 +98,7 @@ def test_no_window_of_an_echoed_secret_survives(data, secret: str, before: str, 
         assert REDACTED in scrubbed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(secrets, min_size=1, max_size=3), st.lists(st.integers(0, 2), min_size=1, max_size=6), context)
 def test_several_secrets_echoed_side_by_side_all_go(secret_list, order, glue) -> None:
     chosen = [secret_list[i % len(secret_list)] for i in order]
