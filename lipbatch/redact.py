@@ -22,11 +22,12 @@ credential values redacts:
 Overlapping matches merge into one ``[redacted]``. Mixed-case percent escapes
 (``%2f%3A``) and doubly encoded forms are not recognised.
 
-Speed: forms are indexed once by their 4-character grams. ``scrub`` first
-finds, in C, the runs of text made only of characters the forms use; in each
-run it looks up the gram at every 5th position (every 8-character match holds
-one), then extends a hit both ways to the whole match. Ordinary text, whose
-words are short or use other characters, costs a single regex scan.
+Speed: forms are indexed once by their 4-character grams. ``scrub`` marks the
+characters some form uses (one ``str.translate``) and finds the runs of 8 or
+more of them (one regex scan); in each run it looks up the gram at every 5th
+position (every 8-character match holds one) and extends a hit both ways to the
+whole match. Ordinary prose, whose words are short, costs little more than the
+scan; 10 KB of base64, one long run, costs 2,000 dictionary lookups.
 """
 
 from __future__ import annotations
@@ -88,24 +89,21 @@ class Redactor:
     """Built once per run from its credential values; ``scrub`` is called on every stored or shown string."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        whole: set[str] = set()
-        runs: set[str] = set()
+        windowed: set[str] = set()  # matched by any WINDOW characters
+        whole: set[str] = set()  # matched whole
         for secret in {s for s in secrets if s and len(s) >= MIN_SECRET}:
             if len(secret) >= WINDOW:
-                runs |= encoded_forms(secret)
+                windowed |= encoded_forms(secret)
             else:
                 whole |= encoded_forms(secret, embedded=False)
-        self._forms = sorted(runs)
+        self._forms = sorted(windowed)
         self._grams: dict[str, list[tuple[int, int]]] = {}
         for index, form in enumerate(self._forms):
             for offset in range(len(form) - _GRAM + 1):
                 self._grams.setdefault(form[offset:offset + _GRAM], []).append((index, offset))
-        self._whole = _alternation(whole - runs)
-        self._marks = _Marks(set("".join(runs | whole)))
-        self._runs = re.compile(f"x{{{min(map(len, whole), default=WINDOW)},}}") if runs or whole else None
-
-    def __bool__(self) -> bool:
-        return self._runs is not None
+        self._whole = _alternation(whole)
+        self._marks = _Marks(set("".join(windowed | whole)))
+        self._runs = re.compile(f"x{{{min(map(len, whole), default=WINDOW)},}}") if windowed or whole else None
 
     def scrub(self, text: str) -> str:
         """``text`` with every match of a secret's forms replaced by ``[redacted]``."""
