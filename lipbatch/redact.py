@@ -22,12 +22,12 @@ credential values redacts:
 Overlapping matches merge into one ``[redacted]``. Mixed-case percent escapes
 (``%2f%3A``) and doubly encoded forms are not recognised.
 
-Speed: forms are indexed once by their 4-character grams. ``scrub`` marks the
-characters some form uses (one ``str.translate``) and finds the runs of 8 or
-more of them (one regex scan); in each run it looks up the gram at every 5th
-position (every 8-character match holds one) and extends a hit both ways to the
-whole match. Ordinary prose, whose words are short, costs little more than the
-scan; 10 KB of base64, one long run, costs 2,000 dictionary lookups.
+Speed: matching works on UTF-8 bytes. Every 4-byte piece of every form is
+indexed once, as an int. A match of 8 characters (at least 8 bytes) holds a
+whole 4-byte word of the text at a multiple of 4, so ``scrub`` reads the text
+as an array of such words and asks, in C, whether any is indexed: for most texts
+that is all it costs. Otherwise each indexed word is extended both ways, byte by
+byte, to the whole match.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -42,7 +43,7 @@ from urllib.parse import quote, quote_plus
 REDACTED = "[redacted]"
 MIN_SECRET = 4
 WINDOW = 8
-_GRAM, _STRIDE = 4, 5  # _GRAM + _STRIDE - 1 <= WINDOW: every run of WINDOW characters holds a sampled gram
+_WORD = 4  # bytes; 2 * _WORD - 1 <= WINDOW: every run of WINDOW bytes holds a whole word at a multiple of _WORD
 _PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
@@ -51,9 +52,9 @@ def encoded_forms(secret: str, *, embedded: bool = True) -> set[str]:
 
     ``embedded`` adds the base64 characters fixed by the secret inside a longer encoded string.
     """
-    raw = secret.encode()
+    raw = _sent_bytes(secret)
     forms = {secret, raw.hex(), raw.hex().upper()}
-    for quoted in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+    for quoted in (quote(raw, safe=""), quote(raw), quote_plus(raw)):
         forms |= {quoted, _PERCENT.sub(lambda m: m.group().lower(), quoted)}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         whole = encode(raw).decode()
@@ -66,23 +67,23 @@ def encoded_forms(secret: str, *, embedded: bool = True) -> set[str]:
     return forms
 
 
+def _sent_bytes(secret: str) -> bytes:
+    """The bytes of ``secret``; those of a variable that was not UTF-8 (``os.environ`` escapes them)."""
+    try:
+        return secret.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return _utf8(secret)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate (JSON "\ud800") is no reason to fail
+
+
 def _embedded(encode: Callable[[bytes], bytes], raw: bytes, lead: int) -> str:
     """The base64 characters fixed by ``raw`` alone when ``lead`` (mod 3) bytes of anything precede it."""
     text = encode(bytes(lead) + raw).decode()
     first = -(-8 * lead // 6)  # first character whose 6 bits all come from raw
     return text[first:8 * (lead + len(raw)) // 6]
-
-
-class _Marks(dict):
-    """A ``str.translate`` table: characters some form uses become "x", all others " " (learnt on first sight)."""
-
-    def __init__(self, alphabet: set[str]) -> None:
-        super().__init__({code: "x" if chr(code) in alphabet else " " for code in range(128)})
-        self.alphabet = alphabet
-
-    def __missing__(self, code: int) -> str:
-        self[code] = mark = "x" if chr(code) in self.alphabet else " "
-        return mark
 
 
 class Redactor:
@@ -96,29 +97,29 @@ class Redactor:
                 windowed |= encoded_forms(secret)
             else:
                 whole |= encoded_forms(secret, embedded=False)
-        self._forms = sorted(windowed)
-        self._grams: dict[str, list[tuple[int, int]]] = {}
+        self._forms = [_utf8(form) for form in sorted(windowed)]
+        self._grams: dict[int, list[tuple[int, int]]] = {}  # 4-byte word -> (form, offset) of each place in a form
         for index, form in enumerate(self._forms):
-            for offset in range(len(form) - _GRAM + 1):
-                self._grams.setdefault(form[offset:offset + _GRAM], []).append((index, offset))
-        self._whole = _alternation(whole)
-        self._marks = _Marks(set("".join(windowed | whole)))
-        self._runs = re.compile(f"x{{{min(map(len, whole), default=WINDOW)},}}") if windowed or whole else None
+            for offset in range(len(form) - _WORD + 1):
+                self._grams.setdefault(_word(form, offset), []).append((index, offset))
+        self._whole = [_utf8(form) for form in sorted(whole)]
 
     def scrub(self, text: str) -> str:
         """``text`` with every match of a secret's forms replaced by ``[redacted]``."""
-        if self._runs is None:
+        if not self._grams and not self._whole:
             return text
-        runs = [run.span() for run in self._runs.finditer(text.translate(self._marks))]
-        if not runs:
-            return text
+        data = _utf8(text)
+        words = memoryview(data)[:len(data) // _WORD * _WORD].cast("I")
+        spans: list[tuple[int, int]] = []
         grams = self._grams
-        hits = [at for start, end in runs for at in range(start, end - _GRAM + 1, _STRIDE)
-                if text[at:at + _GRAM] in grams]
-        spans = self._extend(text, hits)
-        if self._whole:
-            spans += [match.span() for start, end in runs for match in self._whole.finditer(text, start, end)]
-        return _replace(text, spans)
+        if not grams.keys().isdisjoint(words):  # in C: most texts stop here
+            spans = self._extend(data, [(_WORD * i, word) for i, word in enumerate(words.tolist()) if word in grams])
+        for form in self._whole:
+            at = data.find(form)
+            while at >= 0:
+                spans.append((at, at + len(form)))
+                at = data.find(form, at + 1)
+        return _replace(data, spans) if spans else text
 
     def scrub_obj(self, value: Any) -> Any:
         """``value`` with every string in it scrubbed, through dicts (keys too), lists and tuples."""
@@ -130,41 +131,47 @@ class Redactor:
             return type(value)(self.scrub_obj(item) for item in value)
         return value
 
-    def _extend(self, text: str, hits: list[int]) -> list[tuple[int, int]]:
-        """The whole matches around sampled grams ``hits``, those of ``WINDOW`` characters or more."""
+    def _extend(self, data: bytes, hits: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The whole matches of ``WINDOW`` characters or more around the words ``hits`` (ascending)."""
         found: list[tuple[int, int]] = []
         reached: dict[tuple[int, int], int] = {}  # (form, alignment) -> end of the stretch last extended
-        for at in hits:
-            for index, offset in self._grams[text[at:at + _GRAM]]:
-                form, shift = self._forms[index], offset - at  # text[i] faces form[i + shift]
+        for at, word in hits:
+            for index, offset in self._grams[word]:
+                form, shift = self._forms[index], offset - at  # data[i] faces form[i + shift]
                 if at < reached.get((index, shift), -1):
                     continue  # inside a stretch already extended: the same echo, met again further on
-                left, right = at, at + _GRAM
-                while left > 0 and left + shift > 0 and text[left - 1] == form[left - 1 + shift]:
+                left, right = at, at + _WORD
+                while left > 0 and left + shift > 0 and data[left - 1] == form[left - 1 + shift]:
                     left -= 1
-                while right < len(text) and right + shift < len(form) and text[right] == form[right + shift]:
+                while right < len(data) and right + shift < len(form) and data[right] == form[right + shift]:
                     right += 1
                 reached[index, shift] = right
                 if right - left >= WINDOW:
-                    found.append((left, right))
+                    left, right = _whole_characters(data, left, right)
+                    if len(data[left:right].decode("utf-8", "surrogatepass")) >= WINDOW:
+                        found.append((left, right))
         return found
 
 
-def _replace(text: str, spans: list[tuple[int, int]]) -> str:
-    """``text`` with ``spans`` replaced, overlapping or touching ones by a single ``[redacted]``."""
-    if not spans:
-        return text
+def _word(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + _WORD], sys.byteorder)  # as memoryview.cast("I") reads it
+
+
+def _whole_characters(data: bytes, left: int, right: int) -> tuple[int, int]:
+    """``data[left:right]`` narrowed to the characters it holds whole (a match may start or end inside one)."""
+    while left < right and data[left] & 0xC0 == 0x80:
+        left += 1
+    while right > left and right < len(data) and data[right] & 0xC0 == 0x80:
+        right -= 1
+    return left, right
+
+
+def _replace(data: bytes, spans: list[tuple[int, int]]) -> str:
+    """``data`` decoded, ``spans`` replaced, overlapping or touching ones by a single ``[redacted]``."""
     out, kept = [], 0
     for start, end in sorted(spans):
         if start > kept or not out:
-            out += (text[kept:start], REDACTED)
+            out += (data[kept:start], REDACTED.encode())
         kept = max(kept, end)
-    out.append(text[kept:])
-    return "".join(out)
-
-
-def _alternation(forms: set[str]) -> re.Pattern[str] | None:
-    """One regex for ``forms``, longest first so a form is never cut at a shorter one it starts with."""
-    if not forms:
-        return None
-    return re.compile("|".join(re.escape(form) for form in sorted(forms, key=lambda f: (-len(f), f))))
+    out.append(data[kept:])
+    return b"".join(out).decode("utf-8", "surrogatepass")

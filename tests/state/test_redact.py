@@ -148,6 +148,19 @@ def test_a_second_stretch_on_the_same_alignment_is_found() -> None:
     assert Redactor(["00000000000000001"]).scrub("0000100000001") == f"00001{REDACTED}"
 
 
+def test_a_neighbour_sharing_utf8_bytes_with_the_key_is_kept_whole() -> None:
+    # "©" (c2 a9) ends like "é" (c3 a9); "è" (c3 a8) starts like it: the bytes match, the characters do not
+    assert Redactor(["xyzé12345678abc"]).scrub("©12345678abc!") == f"©{REDACTED}!"
+    assert Redactor(["12345678abcé"]).scrub("12345678abcè!") == f"{REDACTED}è!"
+
+
+def test_lone_surrogates_in_a_key_or_a_text_are_no_failure() -> None:
+    key = "sk-live-\udcff-not-utf8"  # how os.environ holds a byte that is not UTF-8
+    redactor = Redactor([key])
+    assert redactor.scrub(f"\ud800 bad key {key}") == f"\ud800 bad key {REDACTED}"
+    assert redactor.scrub(f"hex {b'sk-live-'.hex()}ff2d6e6f") == f"hex {REDACTED}"  # the byte as sent
+
+
 def test_overlapping_and_touching_matches_become_one_mark() -> None:
     first, second = "abcdefgh12345678", "12345678zyxwvuts"
     redactor = Redactor([first, second])
