@@ -102,6 +102,7 @@ class Redactor:
         for index, form in enumerate(self._forms):
             for offset in range(len(form) - _WORD + 1):
                 self._grams.setdefault(_word(form, offset), []).append((index, offset))
+        self._words = frozenset(self._grams)
         self._whole = [_utf8(form) for form in sorted(whole)]
 
     def scrub(self, text: str) -> str:
@@ -109,11 +110,11 @@ class Redactor:
         if not self._grams and not self._whole:
             return text
         data = _utf8(text)
-        words = memoryview(data)[:len(data) // _WORD * _WORD].cast("I")
+        words = memoryview(data)[:len(data) // _WORD * _WORD].cast("I").tolist()
         spans: list[tuple[int, int]] = []
-        grams = self._grams
-        if not grams.keys().isdisjoint(words):  # in C: most texts stop here
-            spans = self._extend(data, [(_WORD * i, word) for i, word in enumerate(words.tolist()) if word in grams])
+        if not self._words.isdisjoint(words):  # in C: most texts stop here
+            grams = self._grams
+            spans = self._extend(data, [(_WORD * i, word) for i, word in enumerate(words) if word in grams])
         for form in self._whole:
             at = data.find(form)
             while at >= 0:
