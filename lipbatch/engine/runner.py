@@ -99,7 +99,7 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
         if self.sink is None:
             return
         scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
-        data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
+        data = self.state.scrub_obj(data)
         try:
             self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
                             output=job.output if job else None, message=message and scrub(message), data=data))

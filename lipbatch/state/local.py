@@ -173,6 +173,10 @@ class State:
         """``text`` with the ``redact`` values replaced: a provider may echo a credential in an error."""
         return self._redact.scrub(text)
 
+    def scrub_obj(self, value: Any) -> Any:
+        """``value`` (nested dicts, lists, strings) with every form of the credentials redacted."""
+        return self._redact.scrub_obj(value)
+
     def _append(self, event: dict[str, Any]) -> None:
         if self._fd is None:
             raise LipbatchError(f"state {self.path} is closed")
