@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lipbatch.budget import Ledger
+from lipbatch.budget import Ledger, pools
 from lipbatch.hashing import HashCache
 from lipbatch.media import MediaError
 from lipbatch.model import Job, Project
@@ -192,7 +192,7 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
 
     ``rehearsal``: the project's paths are the sandbox's; its records count whatever sandbox made them.
     """
-    takes: list[TakeRecord] = []
+    takes: list[TakeRecord] | None = None
     if records is None:
         loaded = read_state(project.state_path)
         records, takes = loaded.jobs, loaded.takes
@@ -212,7 +212,11 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
                         record.credits if record is not None else None,
                         record.error if record is not None else None))
     cache.save()
-    return Plan(project, rows, stale, rehearsal, budget_rows(project, rows, records, takes))
+    budgets = []
+    if pools(project):  # superseded takes' costs count too
+        takes = takes if takes is not None else read_state(project.state_path).takes
+        budgets = budget_rows(project, rows, records, takes)
+    return Plan(project, rows, stale, rehearsal, budgets)
 
 
 def render(plan: Plan, console: Console) -> None:

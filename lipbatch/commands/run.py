@@ -13,6 +13,7 @@ once: no new submissions, state recorded, exit 130; twice: stop at once.
 the manifest's (``lipbatch.budget``: the same cumulative total, so what the state
 already records as charged counts). Every run ends with the closing summary
 (``lipbatch.report``) on stdout, or in the ``run_finished`` event with ``--json``.
+Takes rejected in review (``lipbatch review``) are made again, the rejected ones kept.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import shlex
 import signal
 import sys
+from collections.abc import Mapping
 
 import httpx
 import trio
@@ -33,6 +35,7 @@ from lipbatch.manifest import did_you_mean
 from lipbatch.model import Project
 from lipbatch.progress import open_sink
 from lipbatch.report import summary_lines
+from lipbatch.review import rejected_takes
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
@@ -109,11 +112,12 @@ def rerun_command(args: argparse.Namespace) -> str:
 
 
 def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0,
+                      rejected: Mapping[str, str] | None = None,
                       budgets: dict[str, float] | None = None) -> RunOptions:
     sandboxed = bool(args.sandbox or args.sandbox_url)
     options = RunOptions(retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
                          fail_fast=args.fail_fast, max_jobs=args.jobs,
-                         regenerate_missing=args.regenerate_missing, force=args.force,
+                         regenerate_missing=args.regenerate_missing, force=args.force, rejected=rejected or {},
                          max_credits=budgets or {}, rerun=rerun_command(args))
     if sandboxed:
         options = dataclasses.replace(options, sandbox=True, time_scale=time_scale, poll_min=1.0,
@@ -139,7 +143,8 @@ async def _watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def _run(args: argparse.Namespace, project: Project, budgets: dict[str, float]) -> int:
+async def _run(args: argparse.Namespace, project: Project, rejected: Mapping[str, str],
+               budgets: dict[str, float]) -> int:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop)
@@ -157,7 +162,8 @@ async def _run(args: argparse.Namespace, project: Project, budgets: dict[str, fl
             time_scale = await sandbox_time_scale(args.sandbox_url)
             project = point_at_sandbox(project, args.sandbox_url)
         with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
-            summary = await run_project(project, options_from_args(args, time_scale=time_scale, budgets=budgets),
+            options = options_from_args(args, time_scale=time_scale, rejected=rejected, budgets=budgets)
+            summary = await run_project(project, options,
                                         sink=sink, stop=stop)
         nursery.cancel_scope.cancel()
     if not args.json:
@@ -172,13 +178,15 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def main(args: argparse.Namespace) -> int:
-    project = load_campaign(args.manifest, sandbox=bool(args.sandbox or args.sandbox_url))
+    rehearsing = bool(args.sandbox or args.sandbox_url)
+    project = load_campaign(args.manifest, sandbox=rehearsing)
+    rejected = rejected_takes(project, sandbox=rehearsing)
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)
         project = dataclasses.replace(project, jobs=tuple(selected))
     budgets = max_credits(args.max_credits, project)
     try:
-        return trio.run(_run, args, project, budgets)
+        return trio.run(_run, args, project, rejected, budgets)
     except BaseExceptionGroup as group:
         # nurseries wrap errors; the CLI maps LipbatchError / KeyboardInterrupt to exit codes
         raise _leaf(group) from None

@@ -4,9 +4,12 @@ Statuses are the state's own (``submitting``, ``in_flight``, ``succeeded``,
 ``done``, ``failed``, ``unknown``), except where ``plan`` knows better: ``new``,
 ``changed`` and ``blocked`` for jobs the state has not seen, ``waiting`` for a
 create that was refused (no task exists), ``missing`` and ``lost`` for done jobs
-whose output is gone, ``redo`` for a new take asked for. ``--sandbox`` reads
-the rehearsal's state. The listing never cuts a path or a word (``lipbatch.tables``): a table
-on a wide terminal, one block per job on a narrow one, tab-separated lines when piped.
+whose output is gone, ``redo`` for a new take asked for (or a take rejected in
+review). ``decision`` is the review's verdict on the current take (approved,
+rejected, undecided; empty with no finished take). ``--sandbox`` reads the
+rehearsal's state and decisions. The listing never cuts a path or a word
+(``lipbatch.tables``): a table on a wide terminal, one block per job on a narrow one,
+tab-separated lines when piped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
 from lipbatch.plan import job_status
 from lipbatch.pricing import plain
+from lipbatch.review.decisions import decisions_path, read_decisions
+from lipbatch.review.judging import decision_for, decision_name, rejected_in
 from lipbatch.state import JobRecord, read_state
 from lipbatch.tables import print_listing
 
@@ -45,11 +50,15 @@ def main(args: argparse.Namespace) -> int:
     loaded = read_state(project.state_path)
     records = loaded.jobs
     owners = {out: key for key, record in records.items() for out in record.outputs}
+    decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
+    rejected = rejected_in(decisions, records)
     rows: list[dict[str, Any]] = []
     for job in project.jobs:
         record = records.get(job.key)
         endpoint = None if args.sandbox else project.accounts[job.account].endpoint
-        planned = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir)
+        planned = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir,
+                             rejected=rejected)
+        judged = decision_for(job, record, decisions)
         rows.append({
             "outputs": list(job.outputs), "account": job.account, "kind": job.kind, "key": job.key,
             "status": status_name(record, planned), "take": record.take if record else None,
@@ -58,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
             "task_id": record.task_id if record else None, "attempts": record.attempts if record else 0,
             "credits": record.credits if record else None, "error": record.error if record else None,
             "error_kind": record.error_kind if record else None,
+            "decision": decision_name(job, record, decisions),
+            "review": None if judged is None else {"note": judged.note, "by": judged.by, "at": judged.at},
         })
     counts = Counter(row["status"] for row in rows)
     if args.json:
@@ -66,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_OK
     what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
     listing = [{"output": ", ".join(row["outputs"]), "account": row["account"], "status": row["status"],
-                "take": row["take"], "attempts": row["attempts"],
+                "decision": row["decision"], "take": row["take"], "attempts": row["attempts"],
                 "credits": None if row["credits"] is None else plain(row["credits"]), "error": row["error"]}
                for row in rows]
     print_listing(listing, list(listing[0]) if listing else ["output"], prose=("error",),

@@ -125,10 +125,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
 
     def emit(self, type: str, job: Job | None = None, *, account: str | None = None, message: str | None = None,
              **data: Any) -> None:
-        if self.sink is None:
-            return
         scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
-        data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
+        data = self.state.scrub_obj(data)
         event = Event(type, job=job.key if job else None, account=account or (job.account if job else None),
                       output=job.output if job else None, message=message and scrub(message), data=data)
         if self.log is not None:

@@ -50,7 +50,7 @@ Decisions where the contract left room:
 * Lock: see ``lock.py``.
 * ``redact``: values given to ``State.open`` (credentials) are replaced by
   ``[redacted]`` in any string field before it is stored, in case a provider
-  echoes a secret back in an error message.
+  echoes a secret back in an error message, also encoded or cut (``redact.Redactor``).
 
 Modules: ``records`` (what is stored), ``replay`` (reading), ``lock``,
 ``durable`` (fsync'd writes), ``local`` (the writer of the local backend).

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lipbatch.errors import LipbatchError
+from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored secrets become
+from lipbatch.redact import Redactor
 from lipbatch.state.durable import atomic_write_bytes, fsync_directory, write_all
 from lipbatch.state.lock import acquire_lock, release_lock
 from lipbatch.state.records import (
@@ -33,14 +35,11 @@ from lipbatch.state.records import (
 )
 from lipbatch.state.replay import Loaded, journal_path, load
 
-REDACTED = "[redacted]"
-_MIN_SECRET_LEN = 4
-
 
 class State:
     """Opened by the runner: holds the lock for its lifetime."""
 
-    def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: tuple[str, ...]):
+    def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: Redactor):
         self.path = path
         self.jobs: dict[str, JobRecord] = loaded.jobs
         self.uploads: dict[tuple[str, str], UploadRecord] = loaded.uploads
@@ -67,7 +66,7 @@ class State:
         lock = acquire_lock(path)
         try:
             loaded = load(path, read_only=False)
-            self = cls(path, loaded, lock, compact_every=compact_every, redact=tuple(s for s in redact if s and len(s) >= _MIN_SECRET_LEN))
+            self = cls(path, loaded, lock, compact_every=compact_every, redact=Redactor(redact))
             self._open_journal(loaded)
         except BaseException:
             release_lock(path, lock)
@@ -172,10 +171,11 @@ class State:
 
     def scrub(self, text: str) -> str:
         """``text`` with the ``redact`` values replaced: a provider may echo a credential in an error."""
-        for secret in self._redact:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self._redact.scrub(text)
+
+    def scrub_obj(self, value: Any) -> Any:
+        """``value`` (nested dicts, lists, strings) with every form of the credentials redacted."""
+        return self._redact.scrub_obj(value)
 
     def _append(self, event: dict[str, Any]) -> None:
         if self._fd is None:
