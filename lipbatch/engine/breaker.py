@@ -1,12 +1,13 @@
 """Stop repeating a failure: a value the provider keeps refusing (a voice id, an avatar id) stops its jobs.
 
 A *cause* is one input value of one account: ``(account, "voice_id", "pNInz...")``.
-Until a create carrying it has been accepted (the value is *proven*), creates
-that carry it go out one at a time, so a bad value costs at most ``threshold``
-refused creates however many slots the account has. When the provider refuses
-``threshold`` of them with the same permanent error, the cause *trips*: every
-other job carrying it ends ``error_blocked`` before its create, reported once,
-with the manifest line that set the value.
+Until a create carrying it has been accepted (the value is *proven*), at most
+``threshold`` minus its refusals so far (at least one) creates carrying it are
+out at once, so a bad value costs at most ``threshold`` refused creates however
+many slots the account has, while a good one is slowed by nothing. When the
+provider refuses ``threshold`` of them with the same permanent error, the cause
+*trips*: every other job carrying it ends ``error_blocked`` before its create,
+reported once, with the manifest line that set the value.
 
 Which value a refusal is about: the ones its message names; when it names
 none, every unproven value of the job (a value proven by an accepted create is
@@ -60,8 +61,10 @@ class Breaker:
         self.threshold = threshold
         self.proven: set[Cause] = set()
         self.tripped: dict[Cause, Trip] = {}
-        self._locks: dict[Cause, trio.Lock] = {}
+        self._trying: dict[Cause, int] = {}  # creates out now carrying the unproven cause
+        self._refused: dict[Cause, int] = {}
         self._refusals: dict[tuple[Cause, str], int] = {}
+        self._changed = trio.Event()
 
     def causes(self, job: Job) -> list[Cause]:
         return sorted(Cause(job.account, param, str(job.params[param])) for param in _PARAMS
@@ -70,24 +73,33 @@ class Breaker:
     def trip_for(self, job: Job) -> Trip | None:
         return next((self.tripped[c] for c in self.causes(job) if c in self.tripped), None)
 
+    def _room(self, cause: Cause) -> int:
+        return max(1, self.threshold - self._refused.get(cause, 0))
+
+    def _waits(self, cause: Cause) -> bool:
+        return (cause not in self.proven and cause not in self.tripped
+                and self._trying.get(cause, 0) >= self._room(cause))
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
     @asynccontextmanager
     async def probe(self, job: Job) -> AsyncIterator[None]:
-        """Hold the create of a job carrying unproven values until the ones before it have answered."""
-        held: list[trio.Lock] = []
+        """Around a create: hold it while as many creates carrying its unproven values are out as may fail."""
+        entered: list[Cause] = []
         try:
             for cause in self.causes(job):
-                if cause in self.proven:
-                    continue
-                lock = self._locks.setdefault(cause, trio.Lock())
-                await lock.acquire()
-                if cause in self.proven:
-                    lock.release()
-                else:
-                    held.append(lock)
+                while self._waits(cause):
+                    await self._changed.wait()
+                if cause not in self.proven:
+                    self._trying[cause] = self._trying.get(cause, 0) + 1
+                    entered.append(cause)
             yield
         finally:
-            for lock in held:
-                lock.release()
+            for cause in entered:
+                self._trying[cause] -= 1
+            self._notify()
 
     def accepted(self, job: Job) -> None:
         self.proven.update(self.causes(job))
@@ -100,6 +112,7 @@ class Breaker:
         named = [c for c in unproven if c.value in error.message]
         for cause in named or unproven:
             key = (cause, error.message)
+            self._refused[cause] = self._refused.get(cause, 0) + 1
             self._refusals[key] = self._refusals.get(key, 0) + 1
             if self._refusals[key] >= self.threshold and cause not in self.tripped:
                 self.tripped[cause] = Trip(cause, str(error), self._where(cause, job))
