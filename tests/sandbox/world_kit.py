@@ -52,10 +52,12 @@ class Script:
         raise NotImplementedError
 
     def same_task(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The view minus what legitimately changes between polls (fresh URLs, stamps)."""
-        return {k: v for k, v in body.items() if k not in ("artifacts", "output", "downloads", "download",
-                                                            "video", "updatedAt", "updated_at", "requestId", "estimatedTimeToStartSeconds",
-                                                            "timestamp")}
+        """The view minus what legitimately changes between polls: fresh URLs, and wall-clock stamps
+        and estimates (a reloaded clock maps virtual to wall time within microseconds, which can
+        flip a millisecond digit)."""
+        volatile = {"artifacts", "output", "downloads", "download", "video", "createdAt", "updatedAt",
+                    "created_at", "updated_at", "requestId", "timestamp", "estimatedTimeToStartSeconds"}
+        return {k: v for k, v in body.items() if k not in volatile}
 
 
 class Useapi(Script):
