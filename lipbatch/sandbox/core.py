@@ -14,19 +14,43 @@ Semantics the emulators and tests rely on:
 - Lifecycles are scheduled once, at creation, in virtual time: FIFO per
   (provider, account); a task may start after ``delay`` (the provider's
   pickup latency) and only when fewer than ``capacity`` earlier tasks of the
-  account are running. Nothing runs in the background to advance them.
+  account are running. Nothing runs in the background to advance them. A task
+  is *active* from its creation until its scheduled end (``[created_at,
+  finished_at)``); ``max_active_tasks`` is updated at each creation, the only
+  instants at which the active count rises, so it is exact.
 - Faults are drawn from ``random.Random(f"{seed}|{kind}|{method}|{path}|{n}")``
   where ``n`` counts earlier requests with the same method and path: the
   k-th request to a URL gets the same fault under the same seed, whatever
   the interleaving of concurrent requests to other URLs.
-- Result files live in memory and are served by ``sandbox/app.py`` under
+- Result files live in memory (or, in a persistent world, in its ``files/``
+  folder: ``sandbox/files.py``) and are served by ``sandbox/app.py`` under
   ``/cdn/<provider>/<token>/<filename>`` with signed, optionally expiring
   query strings; every ``result_url`` call returns a new URL.
+- Ids: the n-th ``new_id`` hashes (seed, reset generation, n), so runs are
+  reproducible under a seed and a reloaded world continues the sequence.
+- Accounts named by a bearer key (Magic Hour, AI/ML API, useapi.net tokens)
+  are kept under ``account_label(key)``, a digest: no key is ever written to
+  a world folder or shown in stats. Creatify accounts are the ``X-API-ID``.
+- Forgetting (``Sandbox.forget``, ``POST /_sandbox/forget``): each emulator
+  drops uploaded inputs, task records and/or result files and then answers as
+  its provider documents for unknown ones (see each module). A forgotten task
+  still holds its scheduled slot until its scheduled end (schedules are fixed
+  at creation) and still counts in ``max_active_tasks``. Forgetting results
+  touches only finished tasks; a task whose result is forgotten is purged
+  (polls answer not-found) except at Magic Hour, whose docs show a deleted
+  project as ``enabled: false`` with no downloads.
+- Persistence (``sandbox/world.py``): ``snapshot``/``volatile``/``restore``
+  here and ``snapshot``/``restore`` on each emulator turn the world into JSON
+  values and back; lifecycles keep their ids so emulators and the schedule
+  share them again after a reload.
 - Stats (``GET /_sandbox/stats``): ``requests`` (total), ``requests_by_provider``,
   ``requests_by_route`` (``"METHOD /route/template"``), ``creates`` (per kind),
-  ``creates_total``, ``duplicate_creates`` (total), ``duplicate_creates_by_kind``,
+  ``creates_total``, ``duplicate_creates`` (total; bodies are compared by the
+  digest of their canonical JSON, kept in a world), ``duplicate_creates_by_kind``,
   ``faults`` (per fault type), ``downloads``, ``downloads_expired``,
-  ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``).
+  ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``),
+  ``max_active_tasks`` (``"provider/account"`` -> the most tasks of the account
+  active at any one virtual instant).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   ``user_id`` is the number in a ``user:1234-…`` token, else a hash). More
   accounts can be linked with ``POST /accounts/{email}``; then uploads and
   listings need ``email``. Tokens never see each other's assets or tasks.
+  Accounts are kept under the token's ``account_label`` (never the token).
 - Capacity: useapi's own queue holds ``maxJobs`` unfinished tasks per account
   (request ``maxJobs`` > account ``maxJobs`` > ``config.max_jobs`` > 5); one more
   gets the "busy" 429 listing ``runningTasks``. Behind it Runway runs
@@ -27,7 +28,8 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   clients (``estimatedTimeToStartSeconds``) are real seconds (scaled).
 - Moderation: a task whose ``voice_text`` or input asset name contains a
   moderated word is accepted, runs briefly and ends FAILED with
-  ``error.moderation_category``; its credits are refunded.
+  ``error.moderation_category``; its credits are refunded when it ends (or at
+  its first poll after a reload of a persistent world, whose timers are gone).
 - Credits: ``ceil(output seconds) * extra["runway_credits_per_second"]`` (default
   1) charged at create, refunded on failure; ``exploreMode`` is free. Without
   ``--credits`` the plan shows 1,000,000 permitted credits. Out of credits:
@@ -36,9 +38,19 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   tasks page shows a flat object). ``replyUrl``/``replyRef`` are echoed on
   every task view when they were given. Callbacks (the task view) are POSTed
   when a task starts running and when it ends.
-- Artifacts: rendered when first seen finished, stored as a Runway asset of the
-  same account; every poll (and ``GET /assets/{id}``) mints a fresh URL, which
-  expires after ``download_ttl`` with a CloudFront-style 403.
+- Artifacts: rendered at create (before the 429/412 checks: a refused create
+  costs one cached render), so a task holds a file rather than its inputs and
+  survives its input assets' deletion; listed as a Runway asset of the same
+  account when first seen finished. Every poll (and ``GET /assets/{id}``)
+  mints a fresh URL, which expires after ``download_ttl`` with a
+  CloudFront-style 403.
+- Forgetting (``/_sandbox/forget``): forgotten uploads are unknown assets
+  (``GET /assets/{id}`` 404 ``"Not found."``; creates naming them 404 ``"Unable
+  to retrieve assetId <uuid> (Not found.)"``), tasks already accepted still
+  finish. Forgotten tasks poll 404 ``"Not found."``; their artifacts stay
+  assets. Forgotten results delete the generated assets and purge the
+  finished tasks that made them (a task listing an artifact that no longer
+  exists is nowhere documented).
 - Upload: any listed Content-Type (case-insensitive, parameters ignored); an
   empty body is a 400; media are probed for ``metadata`` (query ``duration``
   etc. fill in when probing fails). ``DELETE /assets/{id}`` answers 204.
