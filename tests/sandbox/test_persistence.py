@@ -64,6 +64,8 @@ async def test_a_reloaded_world_continues_inputs_tasks_credits_and_stats(script,
         stats = sandbox.stats()
         assert second != task_id
         assert stats["duplicate_creates"] == 1 and stats["creates_total"] == 3
+    for name in ("world.json", "stats.json"):  # no secret is ever written down
+        assert script.secret not in (tmp_path / name).read_text()
 
 
 async def test_result_urls_handed_out_before_a_restart_still_download_from_the_files_folder(tmp_path):
