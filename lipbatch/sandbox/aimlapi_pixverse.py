@@ -29,7 +29,7 @@ Contract: ../shared/providers/aimlapi-pixverse-lipsync.md. Readings where the do
   It expires after ``config.download_ttl`` (never by default); every poll returns a fresh one.
 - Output: the input video with the input audio (or a tone following the TTS text's length), lasting
   as long as the audio.
-- Accounts (credits, visibility) are per key; a world folder holds its ``account_label`` instead.
+- Accounts (credits, visibility) are per key, kept under its ``account_label``.
 - Forgetting (``/_sandbox/forget``): there is no upload API; forgotten generations, and finished
   ones whose video is forgotten, poll 404 ``"Generation not found"`` (generic body) and their
   video URLs answer 404.
@@ -51,6 +51,7 @@ from lipbatch.sandbox.core import (
     Lifecycle,
     Sandbox,
     accepts,
+    account_label,
     bearer_token,
     forget_tasks,
     json_body,
@@ -92,7 +93,6 @@ class Emulator:
         self.sandbox = sandbox
         self.generations: dict[str, _Generation] = {}
         self._next_id = 0
-        sandbox.add_rekey_hook(self._rekey)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -118,8 +118,7 @@ class Emulator:
 
     def snapshot(self) -> dict[str, Any]:
         return {"next_id": self._next_id, "generations": [
-            [g.id, self.sandbox.saved_account(g.account), g.lifecycle.to_json(), g.credits, g.token, g.failure,
-             g.refunded]
+            [g.id, g.account, g.lifecycle.to_json(), g.credits, g.token, g.failure, g.refunded]
             for g in self.generations.values()]}
 
     def restore(self, data: Mapping[str, Any]) -> None:
@@ -130,14 +129,9 @@ class Emulator:
                 ident, account, self.sandbox.lifecycle_from_json(self.name, account, lifecycle),
                 int(credits), token, failure, bool(refunded))
 
-    def _rekey(self, old: str, new: str) -> None:
-        for generation in self.generations.values():
-            if generation.account == old:
-                generation.account = new
-
     def _account(self, request: Request) -> str | None:
         token = bearer_token(request) or ""
-        return self.sandbox.account_for(token) if accepts(self.sandbox, token) else None
+        return account_label(token) if accepts(self.sandbox, token) else None
 
     def _new_id(self) -> str:
         while True:

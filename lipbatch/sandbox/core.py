@@ -28,12 +28,9 @@ Semantics the emulators and tests rely on:
   query strings; every ``result_url`` call returns a new URL.
 - Ids: the n-th ``new_id`` hashes (seed, reset generation, n), so runs are
   reproducible under a seed and a reloaded world continues the sequence.
-- Accounts named by a bearer key (Magic Hour, AI/ML API) are that key, in
-  memory and in stats, but a world folder holds only ``account_label(key)``, a
-  digest. After a reload an account sits under its label until the key shows
-  up again (``Sandbox.account_for``), then is renamed back to the key.
-  useapi.net keeps tokens' accounts under labels (its accounts are emails);
-  Creatify accounts are the ``X-API-ID``.
+- Accounts named by a bearer key (Magic Hour, AI/ML API, useapi.net tokens)
+  are kept under ``account_label(key)``, a digest: no key is ever written to
+  a world folder or shown in stats. Creatify accounts are the ``X-API-ID``.
 - Forgetting (``Sandbox.forget``, ``POST /_sandbox/forget``): each emulator
   drops uploaded inputs, task records and/or result files and then answers as
   its provider documents for unknown ones (see each module). A forgotten task
@@ -329,7 +326,6 @@ class Sandbox:
         self._render_cache: OrderedDict[str, bytes] = OrderedDict()  # bounded: results are published anyway
         self._render_inflight: dict[str, trio.Event] = {}
         self._resolvers: list[Callable[[str], bytes | None]] = []
-        self._rekey_hooks: list[Callable[[str, str], None]] = []
         self._clear()
 
     def _clear(self) -> None:
@@ -337,8 +333,6 @@ class Sandbox:
         self._credits_used: dict[tuple[str, str], float] = {}
         self._max_active: dict[tuple[str, str], int] = {}
         self._restored: dict[int, Lifecycle] = {}
-        self._labels: dict[str, str] = {}  # bearer key -> account_label, for snapshots
-        self._saved_labels: set[str] = set()  # reloaded accounts whose key has not shown up yet
         self.files = FileStore()
         self._seen_bodies: dict[str, set[str]] = {}  # kind -> digests of canonical create bodies
         self._fault_counts: Counter[str] = Counter()
@@ -432,14 +426,12 @@ class Sandbox:
         """This sandbox's records as JSON values: what changes only with the world's content (file
         bytes excluded; emulators snapshot their own records)."""
         now = self.now()
-        saved = self.saved_account
         return {
             "secret": self._secret.hex(), "generation": self._generation, "lifecycles": self._lifecycle_count,
-            "labels": sorted(self._saved_labels | set(self._labels.values())),
-            "schedule": [[p, saved(a), *lc.to_json()] for (p, a), lcs in self._lifecycles.items()
+            "schedule": [[p, a, *lc.to_json()] for (p, a), lcs in self._lifecycles.items()
                          for lc in lcs if lc.finished_at > now],
-            "max_active": [[p, saved(a), n] for (p, a), n in self._max_active.items()],
-            "credits_used": [[p, saved(a), used] for (p, a), used in self._credits_used.items()],
+            "max_active": [[p, a, n] for (p, a), n in self._max_active.items()],
+            "credits_used": [[p, a, used] for (p, a), used in self._credits_used.items()],
             "files": self.files.snapshot(),
             "seen_bodies": {kind: list(seen) for kind, seen in self._seen_bodies.items()},
         }
@@ -457,7 +449,6 @@ class Sandbox:
         self._secret = bytes.fromhex(records["secret"])
         self._generation = int(records["generation"])
         self._lifecycle_count = int(records["lifecycles"])
-        self._saved_labels = set(records["labels"])
         self._r0, self._v0, self._scale = time.monotonic(), float(now), self.config.time_scale
         for provider, account, *times in records["schedule"]:
             lc = self.lifecycle_from_json(provider, account, times)
@@ -474,42 +465,6 @@ class Sandbox:
             if name not in self._stats:
                 raise ValueError(f"unknown stat {name!r}")
             self._stats[name] = Counter(value) if isinstance(self._stats[name], Counter) else int(value)
-
-    # -- accounts named by a secret ------------------------------------------------------------
-
-    def account_for(self, key: str) -> str:
-        """The account a bearer key names: the key. In a reloaded world its records were saved
-        under ``account_label(key)``; they are renamed back to the key the first time it shows up."""
-        label = self._labels.setdefault(key, account_label(key))
-        if label in self._saved_labels:
-            self._saved_labels.discard(label)
-            self._rekey(label, key)
-        return key
-
-    def add_rekey_hook(self, hook: Callable[[str, str], None]) -> None:
-        """Let an emulator rename its records' account (``hook(old, new)``) with ``account_for``."""
-        self._rekey_hooks.append(hook)
-
-    def saved_account(self, account: str) -> str:
-        """How a snapshot writes ``account``: a bearer key as its label, anything else as is."""
-        return self._labels.get(account, account)
-
-    def _rekey(self, old: str, new: str) -> None:
-        def renamed(table: dict[tuple[str, str], Any], merge: Callable[[Any, Any], Any]) -> dict:
-            out: dict[tuple[str, str], Any] = {}
-            for (provider, account), value in table.items():
-                key = (provider, new if account == old else account)
-                out[key] = merge(out[key], value) if key in out else value
-            return out
-
-        self._lifecycles = renamed(self._lifecycles, lambda a, b: a + b)
-        self._credits_used = renamed(self._credits_used, lambda a, b: a + b)
-        self._max_active = renamed(self._max_active, max)
-        for lc in self._restored.values():
-            if lc.account == old:
-                lc.account = new
-        for hook in self._rekey_hooks:
-            hook(old, new)
 
     # -- ids and randomness -------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Contract: ../shared/providers/magichour-lipsync.md. Readings where the docs are silent:
 
 - Auth: ``Authorization: Bearer <key>``; anything else is 401 ``{"message": "Unauthorized"}``. The key
-  is the account (concurrency, credits and project visibility are per key); a world folder holds
-  its ``account_label`` instead (``Sandbox.account_for``).
+  is the account (concurrency, credits and project visibility are per key), kept under its
+  ``account_label``.
 - Uploads: presigned ``PUT`` URLs live on this sandbox under ``/api-assets/<id>/<type>.<ext>`` and take
   no auth; they are valid for 1 virtual hour (a bad or stale signature is S3's 403 XML). Stored files
   are deleted 7 virtual days after their PUT; a create naming a missing/expired ``file_path`` is a
@@ -56,6 +56,7 @@ from lipbatch.sandbox.core import (
     Lifecycle,
     Sandbox,
     accepts,
+    account_label,
     bearer_token,
     forget_tasks,
     json_body,
@@ -130,7 +131,6 @@ class Emulator:
         self.uploads: dict[str, _Upload] = {}
         self.projects: dict[str, _Project] = {}
         sandbox.add_input_resolver(self._resolve_url)
-        sandbox.add_rekey_hook(self._rekey)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -167,8 +167,7 @@ class Emulator:
 
     def snapshot(self) -> dict[str, Any]:
         return {"uploads": [[u.path, u.url_expires, u.token, u.stored_at] for u in self.uploads.values()],
-                "projects": [record_json(p, account=self.sandbox.saved_account(p.account),
-                                         lifecycle=p.lifecycle.to_json()) for p in self.projects.values()]}
+                "projects": [record_json(p, lifecycle=p.lifecycle.to_json()) for p in self.projects.values()]}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         self.uploads = {path: _Upload(path, float(expires), token, stored_at)
@@ -177,11 +176,6 @@ class Emulator:
         for fields in data["projects"]:
             lifecycle = self.sandbox.lifecycle_from_json(self.name, fields["account"], fields["lifecycle"])
             self.projects[fields["id"]] = _Project(**(fields | {"lifecycle": lifecycle}))
-
-    def _rekey(self, old: str, new: str) -> None:
-        for project in self.projects.values():
-            if project.account == old:
-                project.account = new
 
     # -- uploads --------------------------------------------------------------------------------
 
@@ -272,7 +266,7 @@ class Emulator:
         key = bearer_token(request) or ""
         if not accepts(self.sandbox, key):
             return self.error(401, "Unauthorized")
-        account = self.sandbox.account_for(key)
+        account = account_label(key)
         body = await json_body(request)
         try:
             spec = _lip_sync_spec(body)
@@ -346,7 +340,7 @@ class Emulator:
         key = bearer_token(request) or ""
         if not accepts(self.sandbox, key):
             return self.error(401, "Unauthorized")
-        account = self.sandbox.account_for(key)  # first: it may rename reloaded records to the key
+        account = account_label(key)
         project = self.projects.get(request.path_params["id"])
         if project is None or project.account != account:
             return self.error(404, "Not Found")
