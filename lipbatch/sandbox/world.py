@@ -197,7 +197,11 @@ class World:
             if self._written >= ticket:
                 return
             covered = self._requested
-            self._done(await trio.to_thread.run_sync(self._write, self._prepare()))
+            save = self._prepare()
+            if save.durable:  # fsyncs take milliseconds: off the event loop
+                self._done(await trio.to_thread.run_sync(self._write, save))
+            else:  # a small write to the page cache: cheaper than a thread hand-off
+                self._done(self._write(save))
             self._written = covered
 
     def _prepare(self) -> _Save:

@@ -171,7 +171,7 @@ async def test_concurrent_saves_share_one_write(tmp_path):
     saves = world.saves
     async with trio.open_nursery() as nursery:
         nursery.start_soon(world.save)
-        await trio.testing.wait_all_tasks_blocked()  # it is writing
+        await trio.testing.wait_all_tasks_blocked()  # the new world's first save: writing, in a thread
         for _ in range(5):
             nursery.start_soon(world.save)
         await trio.testing.wait_all_tasks_blocked()  # five more wait behind it
