@@ -16,6 +16,8 @@ from lipbatch.state import (
     JobRecord,
     JobStatus,
     State,
+    StateDamagedError,
+    backup_path,
     journal_path,
     lock_path,
     read_jobs,
@@ -35,7 +37,10 @@ def _crash(state: State) -> None:
 
 
 def _journal_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in journal_path(path).read_bytes().splitlines()]
+    """The journal's events (after its head line)."""
+    head, *events = journal_path(path).read_bytes().splitlines()
+    assert json.loads(head)["op"] == "head"
+    return [json.loads(line) for line in events]
 
 
 @pytest.fixture
@@ -81,7 +86,7 @@ def test_first_update_needs_identity_fields_and_unknown_fields_are_refused(path:
         with pytest.raises(ValueError):
             _new(state, "k1", status="exploded")
         assert state.jobs == {}
-        assert journal_path(path).read_bytes() == b""
+        assert _journal_lines(path) == []
 
 
 def test_unchanged_update_writes_nothing(path: Path) -> None:
@@ -101,7 +106,7 @@ def test_close_compacts_into_snapshot_and_empties_journal(path: Path) -> None:
     snapshot = json.loads(path.read_text())
     assert snapshot["format"] == STATE_FORMAT
     assert snapshot["seq"] == 2
-    assert journal_path(path).read_bytes() == b""
+    assert _journal_lines(path) == []
     assert not lock_path(path).exists()
     assert read_jobs(path)["k1"].output_sha256 == "ab" * 32
 
@@ -127,7 +132,7 @@ def test_crash_between_snapshot_and_journal_truncation_replays_once(path: Path) 
     assert read_jobs(path)["k1"].attempts == 2
     with State.open(path) as again:
         assert again.job("k1").attempts == 2
-        assert journal_path(path).read_bytes() == b""  # the stale lines were folded away at once
+        assert _journal_lines(path) == []  # the stale lines were folded away at once
         again.update("k1", attempts=3)
     assert read_jobs(path)["k1"].attempts == 3
 
@@ -159,6 +164,7 @@ def test_undecodable_last_complete_line_is_ignored(path: Path) -> None:
 
 
 def _three_line_journal(path: Path) -> list[bytes]:
+    """The journal's head and three event lines, the holder gone as after a kill -9."""
     state = State.open(path)
     _new(state, "k1")
     state.update("k1", attempts=1)
@@ -170,10 +176,10 @@ def _three_line_journal(path: Path) -> list[bytes]:
 
 def test_corrupt_middle_line_is_an_error_naming_file_and_line(path: Path) -> None:
     lines = _three_line_journal(path)
-    journal_path(path).write_bytes(lines[0] + b'{"format": 1, "seq": 2, "op"\n' + lines[2])
-    with pytest.raises(LipbatchError, match=r"state\.json\.journal, line 2"):
+    journal_path(path).write_bytes(lines[0] + lines[1] + b'{"format": 1, "seq": 2, "op"\n' + lines[3])
+    with pytest.raises(StateDamagedError, match=r"state\.json\.journal, line 3"):
         read_jobs(path)
-    with pytest.raises(LipbatchError, match="line 2"):
+    with pytest.raises(LipbatchError, match="line 3"):
         State.open(path)
     assert not lock_path(path).exists()  # a failed open leaves no lock behind
 
@@ -191,16 +197,16 @@ def test_corrupt_middle_line_is_an_error_naming_file_and_line(path: Path) -> Non
 )
 def test_journal_lines_a_newer_lipbatch_might_write_are_refused(path: Path, mutate, message: str) -> None:
     lines = _three_line_journal(path)
-    event = mutate(json.loads(lines[1]))
-    journal_path(path).write_bytes(lines[0] + json.dumps(event).encode() + b"\n" + lines[2])
+    event = mutate(json.loads(lines[2]))
+    journal_path(path).write_bytes(lines[0] + lines[1] + json.dumps(event).encode() + b"\n" + lines[3])
     with pytest.raises(LipbatchError, match=message):
         read_jobs(path)
 
 
 def test_even_a_last_line_from_a_newer_format_is_refused(path: Path) -> None:
     lines = _three_line_journal(path)
-    event = {**json.loads(lines[2]), "format": STATE_FORMAT + 1}
-    journal_path(path).write_bytes(lines[0] + lines[1] + json.dumps(event).encode() + b"\n")
+    event = {**json.loads(lines[3]), "format": STATE_FORMAT + 1}
+    journal_path(path).write_bytes(b"".join(lines[:3]) + json.dumps(event).encode() + b"\n")
     with pytest.raises(LipbatchError, match="newer lipbatch"):
         read_jobs(path)
 
@@ -226,7 +232,10 @@ def test_missing_events_are_an_error_not_a_silent_gap(path: Path) -> None:
         state.compact()
         state.update("k1", attempts=1)
         path.unlink()  # the snapshot holding event 1 is gone; the journal starts at 2
-        with pytest.raises(LipbatchError, match="events are missing"):
+        with pytest.raises(StateDamagedError, match="state file .* is missing"):
+            read_jobs(path)
+        backup_path(path).unlink()
+        with pytest.raises(StateDamagedError, match="continues from event 1"):
             read_jobs(path)
 
 
