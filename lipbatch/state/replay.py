@@ -118,7 +118,7 @@ def read_bytes(path: Path, what: str) -> bytes | None:
                             "(and, to run, write) the state file and the files beside it") from exc
 
 
-def _read_snapshot(path: Path, loaded: Loaded) -> None:
+def read_snapshot(path: Path, loaded: Loaded) -> None:
     raw = read_bytes(path, "state file")
     if raw is None:
         return
@@ -279,7 +279,7 @@ def _replay_journal(path: Path, raw: bytes, loaded: Loaded, state: Path) -> None
 
 def _load_once(path: Path) -> Loaded:
     loaded = Loaded()
-    _read_snapshot(path, loaded)
+    read_snapshot(path, loaded)
     journal = journal_path(path)
     raw = read_bytes(journal, "state journal")
     loaded.journal = raw is not None
