@@ -110,8 +110,10 @@ class State:
                 os.close(self._fd)
             raise LipbatchError(f"cannot write the state journal {self._journal}: {exc.strerror or exc}; make it "
                                 f"and its folder {path.parent} writable by this user") from exc
-        if self._skipped or not self._has_head:
-            self.compact()  # fold lines the snapshot already holds; give an older lipbatch's journal its head
+        if self._skipped or not self._has_head or not loaded.snapshot:
+            # fold lines the snapshot already holds; give an older lipbatch's journal its head; a new state
+            # gets its snapshot (and backup) before any event, so a journal cut to nothing is seen
+            self.compact()
         return self
 
     def _open_journal(self, loaded: Loaded) -> None:

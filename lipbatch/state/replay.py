@@ -185,7 +185,7 @@ def _check_files(path: Path, loaded: Loaded) -> None:
         if backup.exists():
             raise StateDamagedError(f"the state file {path} is missing, but its backup {backup} exists "
                                     "(the state file was deleted or moved)", path)
-        if head is not None and head.base > 0:
+        if head is not None and head.acked > 0:  # the state file is written before any event is
             raise StateDamagedError(f"the state file {path} is missing, but the journal {journal} continues "
                                     f"from event {head.base}, which only the state file held", path)
         return
