@@ -7,8 +7,11 @@ a damaged state from the snapshot, its backup and the journal
 manifest's output paths: a file whose sha256 some copy of the state recorded
 for its job, while the rebuilt record no longer says done, is adopted (the job
 is done, nothing is paid again). A file no record describes is listed and left
-alone: the engine blocks its job until it is moved away (or ``--force``).
-``--sandbox``: the rehearsal's state and outputs.
+alone: the engine blocks its job until it is moved away (or ``--force``), unless
+``--trust-outputs`` says every playable video at a job's output path is that
+job's result (when a journal was cut, the records of finished jobs are gone
+and this is the only way not to pay for them again). ``--sandbox``: the
+rehearsal's state and outputs.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
 from lipbatch.hashing import HashCache
-from lipbatch.model import Project
+from lipbatch.media import MediaError, verify_playable
+from lipbatch.model import Job, Project
 from lipbatch.state import JobStatus, State, StateDamagedError, backup_path, journal_path, read_state
 from lipbatch.state.repair import Rebuilt, repair
 
@@ -34,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_campaign_arguments(check, rehearsal_help="check the rehearsal's state")
     fix = actions.add_parser("repair", help="rebuild a damaged state; adopt outputs whose sha256 a record holds")
     add_campaign_arguments(fix, rehearsal_help="repair the rehearsal's state")
+    fix.add_argument("--trust-outputs", action="store_true",
+                     help="also adopt playable videos no record describes as their job's done output (only if "
+                          "you know lipbatch made them for this manifest: their jobs are then never paid again)")
 
 
 @dataclass
@@ -44,8 +51,12 @@ class Adoption:
     absent: int = 0
 
 
-def adopt_outputs(project: Project, state: State, evidence: dict[str, dict[str, int | None]]) -> Adoption:
-    """Mark done every job whose output on disk has a sha256 a copy of the state recorded for it."""
+def adopt_outputs(project: Project, state: State, evidence: dict[str, dict[str, int | None]], *,
+                  trust: bool = False) -> Adoption:
+    """Mark done every job whose output on disk has a sha256 a copy of the state recorded for it.
+
+    ``trust``: also adopt a playable video no record describes, at the output path of a job not done.
+    """
     hashes = HashCache.for_state(project.state_path)
     result = Adoption()
     for job in project.jobs:
@@ -61,13 +72,9 @@ def adopt_outputs(project: Project, state: State, evidence: dict[str, dict[str, 
             record = state.job(job.key)
             known = {r.output_sha256 for r in state.jobs.values() if output in r.outputs}
             known |= {t.sha256 for t in state.takes_of(output)}
-            if (record is None or record.status is not JobStatus.DONE) and sha in evidence.get(job.key, {}):
-                fields = {} if record is not None else {
-                    "account": job.account, "kind": job.kind,
-                    "take": 1 + max((t.take for t in state.takes_of(output)), default=0)}
-                outputs = sorted({*(record.outputs if record else job.outputs), output})
-                state.update(job.key, **fields, status=JobStatus.DONE, output_sha256=sha, output_size=size,
-                             outputs=outputs, error=None, error_kind=None)
+            undone = record is None or record.status is not JobStatus.DONE
+            if undone and (sha in evidence.get(job.key, {}) or (trust and sha not in known and _playable(path))):
+                _mark_done(state, job, output, sha, size)
                 result.adopted.append(output)
             elif sha in known:
                 result.recorded += 1
@@ -75,6 +82,22 @@ def adopt_outputs(project: Project, state: State, evidence: dict[str, dict[str, 
                 result.unrecorded.append(path)
     hashes.save()
     return result
+
+
+def _playable(path: Path) -> bool:
+    try:
+        verify_playable(path)
+    except MediaError:
+        return False
+    return True
+
+
+def _mark_done(state: State, job: Job, output: str, sha: str, size: int) -> None:
+    record = state.job(job.key)
+    fields = {} if record is not None else {
+        "account": job.account, "kind": job.kind, "take": 1 + max((t.take for t in state.takes_of(output)), default=0)}
+    state.update(job.key, **fields, status=JobStatus.DONE, output_sha256=sha, output_size=size,
+                 outputs=sorted({*(record.outputs if record else job.outputs), output}), error=None, error_kind=None)
 
 
 def _check(project: Project) -> int:
@@ -89,16 +112,17 @@ def _check(project: Project) -> int:
     return EXIT_OK
 
 
-def _report(rebuilt: Rebuilt, adoption: Adoption, manifest: str) -> None:
-    for note in rebuilt.notes:
+def _report(rebuilt: Rebuilt | None, adoption: Adoption, manifest: str) -> None:
+    for note in rebuilt.notes if rebuilt else ():
         print(f"  {note}")
-    for kept in rebuilt.kept:
+    for kept in rebuilt.kept if rebuilt else ():
         print(f"  damaged file kept as {kept}")
     for output in adoption.adopted:
-        print(f"adopted: {output} (its sha256 matches a record: done, nothing is paid again)")
+        print(f"adopted: {output} (done: nothing is paid again for it)")
     for path in adoption.unrecorded:
-        print(f"no record: {path} (left alone; its job is blocked until you move the file away, "
-              "or `run --force` pays for a new one and replaces it)")
+        print(f"no record: {path} (left alone; its job is blocked until you move the file away, or "
+              "`run --force` pays for a new one and replaces it; if lipbatch made it for this job, "
+              "`state repair --trust-outputs` adopts it)")
     print(f"outputs: {adoption.recorded} recorded, {len(adoption.adopted)} adopted, "
           f"{len(adoption.unrecorded)} without a record, {adoption.absent} not on disk. "
           f"`lipbatch plan {manifest}` shows what the next run pays.")
@@ -108,16 +132,21 @@ def main(args: argparse.Namespace) -> int:
     project = load_campaign(args.manifest, sandbox=args.sandbox)
     if args.action == "check":
         return _check(project)
+    manifest = args.manifest + (" --sandbox" if args.sandbox else "")
     try:
         read_state(project.state_path)
     except StateDamagedError as exc:
         print(f"repairing {project.state_path}: {exc.problem}")
     else:
-        print(f"{project.state_path} is whole: nothing to repair")
+        if not args.trust_outputs:
+            print(f"{project.state_path} is whole: nothing to repair")
+            return EXIT_OK
+        with State.open(project.state_path) as state:
+            _report(None, adopt_outputs(project, state, {}, trust=True), manifest)
         return EXIT_OK
     known = {job.key: (job.account, job.kind, job.outputs) for job in project.jobs}
     state, rebuilt = repair(project.state_path, known)
     with state:
-        adoption = adopt_outputs(project, state, rebuilt.evidence)
-    _report(rebuilt, adoption, args.manifest + (" --sandbox" if args.sandbox else ""))
+        adoption = adopt_outputs(project, state, rebuilt.evidence, trust=args.trust_outputs)
+    _report(rebuilt, adoption, manifest)
     return EXIT_OK
