@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from lipbatch.state import JobRecord, JobStatus, State, journal_path, lock_path
@@ -26,3 +28,15 @@ def journal_events(path: Path) -> list[dict]:
     head, *events = journal_path(path).read_bytes().splitlines()
     assert json.loads(head)["op"] == "head"
     return [json.loads(line) for line in events]
+
+
+@contextlib.contextmanager
+def killed_at_close(monkeypatch) -> Iterator[None]:
+    """Runs inside end the way a kill -9 after their last update would: journal never compacted."""
+    def die(state: State) -> None:
+        if state._fd is not None:
+            crash(state)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(State, "close", die)
+        yield
