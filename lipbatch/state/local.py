@@ -293,6 +293,10 @@ class State:
     def __enter__(self) -> State:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, error: BaseException | None, traceback: object) -> None:
+        if error is None:
+            self.close()
+            return
+        with contextlib.suppress(LipbatchError):  # e.g. a full disk: the error already raised says so
+            self.close()
 
