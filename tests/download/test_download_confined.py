@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lipbatch import download as download_module
+from lipbatch import confined
 from lipbatch.confined import OutputWriteError
 from lipbatch.download import download
 from lipbatch.engine.outputs import copy_file
@@ -82,29 +81,21 @@ async def test_a_file_where_a_folder_should_be_is_a_message(http, origin, layout
         await download(http, origin.url, root / "de" / "clip.mp4", root=root, retry_delay=0)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
 async def test_a_full_disk_is_an_output_write_error_and_leaves_no_temp_file(http, origin, layout, monkeypatch) -> None:
     root, _ = layout
+    real = confined.create_file
+    temp_names = []
 
-    class FullDisk:
-        def __init__(self, file):
-            self._file = file
+    def on_a_full_disk(folder, name):
+        os.close(real(folder, name))  # the temp file exists, as it would; its bytes go to a full device
+        temp_names.append(name)
+        return os.open("/dev/full", os.O_WRONLY)
 
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self._file, name)
-
-    real = download_module._Part.__init__
-
-    def on_a_full_disk(part, *args):
-        real(part, *args)
-        part._file = FullDisk(part._file)
-
-    monkeypatch.setattr(download_module._Part, "__init__", on_a_full_disk)
+    monkeypatch.setattr(confined, "create_file", on_a_full_disk)
     with pytest.raises(OutputWriteError, match=r"cannot write .*clip\.mp4: .*no space left on the device"):
         await download(http, origin.url, root / "clip.mp4", root=root, retry_delay=0)
-    assert _all_files(root) == []
+    assert temp_names and _all_files(root) == []
     assert len(origin.requests) == 1  # a local error is not retried against the server
 
 
