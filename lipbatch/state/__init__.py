@@ -12,6 +12,8 @@ change. Files, for a state path ``S``:
 ``S.backup``
     A second copy of the snapshot, written right after it at every compaction,
     so a deleted or garbled snapshot loses nothing (``lipbatch state repair``).
+    A new state gets its journal, then its first snapshot and backup, when it is
+    first opened: from then on every file has a witness.
 ``S.journal``
     A head line, then JSON lines, one event each, carrying ``"format"`` and a sequence number:
     ``{"format":2,"seq":N,"op":"job","key":K,"set":{field: value}}``,
