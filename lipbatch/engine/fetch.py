@@ -6,6 +6,10 @@ Before the new take lands, lipbatch's old take at that path moves to ``takes/``
 (``Outputs.make_room``); a file lipbatch did not write blocks the job instead,
 and the paid result waits at the provider for the next run.
 
+A result that cannot be written here (disk full, permissions, a folder that
+vanished, a symlink below the output folder: ``lipbatch.confined``) fails that
+job only; the record keeps the paid task, so a rerun downloads it.
+
 Restoring a done job whose output went missing: when the provider no longer
 knows the task, or its result is gone, the job stays DONE and is marked
 ``output_lost`` (never FAILED); only ``--regenerate-missing`` or ``redo`` pays
