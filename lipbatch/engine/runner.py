@@ -43,6 +43,7 @@ import httpx
 import trio
 
 from lipbatch.budget import Ledger
+from lipbatch.confined import OutputWriteError
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
 from lipbatch.engine.breaker import Breaker
 from lipbatch.engine.control import JobEnded
@@ -291,7 +292,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
         job = dataclasses.replace(job, take=record.take)
         if record.status is not JobStatus.DONE or not record.output_sha256:
-            return _Plan("work", job)
+            return self._unless_blocked(job, _Plan("work", job))  # never pay again for a file that is there
         if record.redo:
             return self._new_take(job, record.redo)
         if any(self.options.rejected.get(out) == record.output_sha256 for out in job.outputs):
@@ -304,7 +305,10 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             for name in missing:
                 if not self.outputs.make_room(name, job.key, force=self.options.force):
                     return _Plan("blocked", job, reason=self._foreign_reason(name))
-                copy_file(source, self.outputs.path(name))
+                try:
+                    copy_file(source, self.outputs.path(name), root=self.outputs.dir)
+                except OutputWriteError as exc:
+                    return _Plan("blocked", job, reason=str(exc))
             return _Plan("copy" if missing else "skip", job, source=source, targets=missing)
         if record.lost:
             if self.options.regenerate_missing:
