@@ -86,7 +86,7 @@ def journal_prefixes(state_path: Path) -> list[dict[str, JobRecord]]:
     out = []
     for line in journal.read_text().splitlines() if journal.exists() else []:
         event = json.loads(line)
-        if event["seq"] <= seq:
+        if "seq" not in event or event["seq"] <= seq:  # the journal's head line, or already in the snapshot
             continue
         if event["op"] == "job":
             raw.setdefault(event["key"], {"key": event["key"]}).update(event["set"])
