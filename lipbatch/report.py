@@ -157,9 +157,7 @@ def spend_report(ledger: Ledger, reserved: dict[str, float], unpriced: dict[str,
         more = max(0.0, need - left)
         budgets.append({"name": pool.name, "unit": pool.unit, "limit": pool.limit, "used": used, "left": left,
                         "waiting": len(jobs), "needs": need, "more": more,
-                        "suggest": None if pool.money or not jobs else math.ceil(pool.limit + more),
-                        "show_limit": pool.show(pool.limit), "show_used": pool.show(used, unit=False),
-                        "show_left": pool.show(left, unit=False), "show_more": pool.show(more, unit=False)})
+                        "suggest": None if pool.money or not jobs else math.ceil(pool.limit + more)})
     return {"accounts": accounts, "budgets": budgets}
 
 
@@ -174,9 +172,15 @@ def summary_lines(summary: RunSummary) -> list[str]:
         width = max(len(name) for name in accounts)
         lines += [f"  {name:<{width}}  {entry['unit']}: {credits_text(entry)}" for name, entry in accounts.items()]
     for pool in summary.spend.get("budgets", []):
-        line = f"Budget {pool['name']}: {pool['show_used']} of {pool['show_limit']} used, {pool['show_left']} left"
+        def show(value: float, unit: bool = False, pool: dict[str, Any] = pool) -> str:
+            if pool["unit"] == "USD":
+                return dollars(value)
+            return f"{plain(value)} {pool['unit']}" if unit else plain(value)
+
+        line = f"Budget {pool['name']}: {show(pool['used'])} of {show(pool['limit'], True)} used, " \
+               f"{show(pool['left'])} left"
         if pool["waiting"]:
-            line += (f"; {pool['waiting']} job(s) wait for it, needing {pool['show_more']} more"
+            line += (f"; {pool['waiting']} job(s) wait for it, needing {show(pool['more'])} more"
                      + (f" (--max-credits {pool['name']}={pool['suggest']})" if pool["suggest"] else
                         " (raise budget.usd in the manifest)"))
         lines.append(line)

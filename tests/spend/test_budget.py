@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 from harness import fast_options
-from spendkit import create_posts, creatify_manifest, runway_manifest, used
+from spendkit import create_posts, creatify_manifest, magichour_manifest, runway_manifest, used
 
 from lipbatch.budget import exposure
 from lipbatch.campaign import load_campaign
 from lipbatch.errors import EXIT_INVALID, EXIT_JOBS_FAILED, EXIT_OK
+from lipbatch.report import summary_lines
 from lipbatch.state import JobRecord, JobStatus, read_jobs
 from lipbatch.state.local import State
 
@@ -157,3 +158,22 @@ async def test_over_budget_jobs_are_not_counted_as_spending_in_the_plan(tmp_path
     assert budgets[0]["next_run"] == 5 and budgets[0]["short"] == 5
     text = run_cli("plan", str(manifest), "--sandbox").out
     assert "Budgets" in text and "short by 5 Creatify credits" in text
+
+
+async def test_a_campaign_dollar_budget_counts_every_priced_account(harness, tmp_path, media, run_cli):
+    # Magic Hour holds 30 credits ($0.075) per 1 s window while queued and charges 6 ($0.015)
+    manifest = magichour_manifest(tmp_path, media, [1.0] * 4, concurrency=2)
+    data = yaml.safe_load(manifest.read_text())
+    data["budget"] = {"usd": 0.1}
+    manifest.write_text(yaml.safe_dump(data))
+    h = harness()
+    summary = await h.run(manifest)
+    assert (summary.done, summary.over_budget) == (2, 2)  # $0.015 + $0.075 fits $0.10; a third would not
+    [budget] = summary.spend["budgets"]
+    assert budget["name"] == "campaign" and budget["unit"] == "USD"
+    assert abs(budget["used"] - 0.03) < 1e-9 and abs(budget["more"] - 0.08) < 1e-9
+    text = "\n".join(summary_lines(summary))
+    assert "Budget campaign: $0.03 of $0.10 used, $0.07 left; 2 job(s) wait for it, needing $0.08 more " \
+           "(raise budget.usd in the manifest)" in text
+    plan = run_cli("plan", str(manifest), "--sandbox")
+    assert "campaign" in plan.out and "$0.10" in plan.out
