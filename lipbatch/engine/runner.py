@@ -141,12 +141,12 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
 
     def emit_account(self, acct: AccountRun) -> None:
         name = acct.account.name
-        spent, start = self.ledger.account(name), self.ledger.start.get(name)
-        charged = spent.charged - (start.charged if start else 0.0)
+        spent = self.ledger.account(name)
+        this_run = spent - self.ledger.start.get(name, spent)
         self.emit("account", account=name, kind=acct.account.kind, limit=acct.limiter.limit,
                   cap=acct.limiter.cap, in_use=acct.limiter.in_use, in_flight=acct.in_flight, done=acct.done,
-                  failed=acct.failed, credits=acct.credits, charged=charged, held=spent.held,
-                  unknown=self._unpriced_run.get(name, 0) if not charged else 0, stopped=acct.stopped)
+                  failed=acct.failed, credits=acct.credits, charged=this_run.charged, held=spent.held,
+                  unknown=max(0, this_run.unknown), stopped=acct.stopped)
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
