@@ -267,7 +267,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             cause = short.pool.name if short is not None else None
         elif outcome == "error_blocked":
             trip = self.breaker.trip_for(job)
-            cause = trip.describe() if trip is not None else None
+            cause = self.state.scrub(trip.describe()) if trip is not None else None  # quotes the provider
         self.summary.pending.append(Pending(job.output, job.key, job.account, outcome, self.state.scrub(reason),
                                            flags, needs, cause))
 
