@@ -20,11 +20,11 @@ from lipbatch.manifest.outputs import TEMPLATE_FIELDS
 from lipbatch.manifest.problems import MAX_PROBLEMS, ManifestProblems, Problem, did_you_mean, format_path
 from lipbatch.manifest.project import default_paths, load_project
 from lipbatch.manifest.rules import DEFAULT_CONCURRENCY, MAX_TEXT_CHARS, TEXT_CHARS_BY_KIND
-from lipbatch.manifest.schema import pixverse_speakers, schema
+from lipbatch.manifest.schema import pixverse_speakers
 
 __all__ = [
     "ACT_TWO_SECONDS", "DEFAULT_CONCURRENCY", "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_MANIFEST_BYTES", "MAX_NODES",
     "MAX_OUTPUTS", "MAX_PROBLEMS", "MAX_TEXT_CHARS", "TEMPLATE_FIELDS", "TEXT_CHARS_BY_KIND",
     "TTS_CHARS_PER_SECOND", "ManifestProblems", "Problem", "default_paths", "did_you_mean", "format_path",
-    "job_key", "load_project", "pixverse_speakers", "schema",
+    "job_key", "load_project", "pixverse_speakers",
 ]

@@ -17,10 +17,19 @@ from collections import Counter
 from typing import Any
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+#: a credential role as the schema names them (token, api_id, api_key); any other key is not echoed
+ROLE = re.compile(r"^[a-z_]{1,32}$")
 SECRET_MESSAGE = ("looks like a secret; name an environment variable (NAME_LIKE_THIS: capitals, digits, _) "
                   "and put the secret in it (the value is not shown)")
+ROLE_MESSAGE = ("has a key that is not a credential role and looks like a secret (not shown): roles are "
+                "'token', or 'api_id' and 'api_key' for Creatify, each naming an environment variable")
 _RANDOM_RUN = 16
 _RANDOM_BITS = 3.6
+
+
+def in_credentials(path: tuple) -> bool:
+    """True for ``providers.<name>.credentials`` and anything below it."""
+    return len(path) >= 3 and path[0] == "providers" and path[2] == "credentials"
 
 
 def looks_like_secret(value: Any) -> bool:

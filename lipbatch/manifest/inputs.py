@@ -42,7 +42,7 @@ def _is_url(ref: str) -> bool:
 def _similar_file(file: Path) -> str:
     """Did-you-mean for a missing file: same-stem siblings first (de.mp3 -> de.wav), then any name."""
     try:
-        siblings = sorted(p.name for p in file.parent.iterdir()) if file.parent.is_dir() else []
+        siblings = sorted(p.name for p in file.parent.iterdir() if p.name != file.name) if file.parent.is_dir() else []
     except (OSError, ValueError):
         return ""
     stems = difflib.get_close_matches(file.stem, [Path(n).stem for n in siblings], n=1, cutoff=0.6)

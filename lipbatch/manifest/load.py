@@ -40,6 +40,7 @@ from yaml.composer import Composer, ComposerError
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from lipbatch.manifest.credentials import ROLE, in_credentials
 from lipbatch.manifest.problems import JsonPath, quote
 
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
@@ -56,6 +57,8 @@ _FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a charact
 
 def file_kind(mode: int) -> str:
     """What a non-regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
     return next((words for test, words in _FILE_KINDS if test(mode)), "not a regular file")
 
 
@@ -273,8 +276,9 @@ class _Builder:
             key = key_node.value
             child = (*path, key)
             if key in out:
-                self.add(*_mark(key_node), child,
-                         f"duplicate key '{quote(key)}' (first given on line {first_line[key]})")
+                shown, where = (key, child) if not in_credentials(child) or ROLE.match(key) else ("(not shown)", path)
+                self.add(*_mark(key_node), where,
+                         f"duplicate key '{quote(shown)}' (first given on line {first_line[key]})")
                 continue
             first_line[key] = _mark(key_node)[0]
             self.pos.key.setdefault(child, _mark(key_node))
@@ -285,7 +289,8 @@ class _Builder:
                 if not isinstance(source, MappingNode):
                     self.add(*_mark(source), path, "'<<' merges a mapping (or a list of mappings) into this one")
                     continue
-                for key, value in self.build(source, path).items():
+                merged = self.build(source, path)
+                for key, value in (merged if isinstance(merged, dict) else {}).items():
                     out.setdefault(key, value)
         return out
 
@@ -300,8 +305,8 @@ class _Builder:
                 return value
             if isinstance(value, float) and math.isfinite(value):
                 return value
-            what = "not a finite number" if isinstance(value, float) and math.isnan(value) else "too large"
-            self.refuse(node, path, f"{quote(node.value)!r} is {what}: numbers here must be finite")
+            what = "not a finite number" if isinstance(value, float) else "too large for a number"
+            self.refuse(node, path, f"{quote(node.value)!r} is {what}: give a finite number")
             return None
         if value is None or isinstance(value, str | bool):
             return value

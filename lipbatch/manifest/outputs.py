@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from lipbatch.hashing import cache_path_for
 from lipbatch.manifest.context import Context
 from lipbatch.manifest.inputs import InputFiles
+from lipbatch.manifest.load import file_kind
 from lipbatch.manifest.problems import JsonPath, did_you_mean, format_path, quote
 from lipbatch.paths import TAKES_DIR, campaign_files
 
@@ -75,8 +76,9 @@ class Outputs:
         self.state_path = state_path
         self.inputs = inputs
         self.dir_usable = True
+        self._dir_bytes = len(os.fsencode(output_dir))
         self._kinds: dict[str, int | None] = {}  # output-relative folder -> st_mode (None: absent)
-        self._resolved: dict[str, Path] = {}
+        self._resolved: dict[str, str] = {}
 
     # -- the folder
 
@@ -104,11 +106,22 @@ class Outputs:
         blocker = self._blocker(odir)
         if blocker:
             self.refuse(where, f"{named} {shown} cannot be created: {blocker}")
+        self._check_state()
+
+    def _check_state(self) -> None:
         state = self.state_path
         if state == self.manifest or state in self.inputs.local:
             self.ctx.add(("state_file",), f"state_file {quote(str(state))} is "
                                           f"{'the manifest' if state == self.manifest else 'an input file'}: "
                                           f"lipbatch would overwrite it")
+        for file in (state, cache_path_for(state)):
+            try:
+                mode = os.stat(file).st_mode
+            except OSError:
+                continue
+            if not stat.S_ISREG(mode):
+                self.ctx.add(("state_file",), f"{quote(str(file))} exists and is {file_kind(mode)}, not a regular "
+                                              f"file: lipbatch keeps its state there", once=("state-kind", file))
 
     def refuse(self, where: JsonPath, message: str) -> None:
         self.dir_usable = False
@@ -217,7 +230,7 @@ class Outputs:
         if name + PART_EXTRA > NAME_MAX:
             return "name", (f"has a file name of {name} bytes; file systems take {NAME_MAX}, and the download's "
                             f"temporary name adds {PART_EXTRA}: at most {NAME_MAX - PART_EXTRA}")
-        full = len(os.fsencode(self.output_dir / output))
+        full = self._dir_bytes + 1 + len(output.encode())
         if full + PART_EXTRA >= PATH_MAX:
             return "long", (f"makes a path of {full:,} bytes with output_dir; paths must stay under {PATH_MAX:,} "
                             f"bytes (with {PART_EXTRA} for the download's temporary name)")
@@ -244,34 +257,37 @@ class Outputs:
 
     def _on_disk(self, output: str, protected: dict[str, str]) -> tuple[str, str] | None:
         folder, _, name = output.rpartition("/")
-        target = self._resolve(folder) / name
-        for candidate in (target, *target.parents):
-            what = protected.get(str(candidate).casefold())
+        target = candidate = os.path.join(self._resolve(folder), name)
+        top = str(self.output_dir)
+        while True:  # the output, then each folder up to output_dir (strings: this runs once per output)
+            what = protected.get(candidate.casefold())
             if what:
                 verb = "would overwrite" if candidate == target else "would go inside"
-                return "collides", f"{verb} {what} ({quote(str(candidate))})"
-            if candidate == self.output_dir:
+                return "collides", f"{verb} {what} ({quote(candidate)})"
+            if len(candidate) <= len(top):
                 break
+            candidate = os.path.dirname(candidate)
         parts = output.split("/")
         for k in range(1, len(parts) + 1):
             mode = self._mode("/".join(parts[:k]))
             if mode is None:
                 return None
             if k < len(parts) and not stat.S_ISDIR(mode):
-                return "blocked", f"needs the folder '{quote('/'.join(parts[:k]))}', which exists in the output folder as a file"
+                return "blocked", (f"needs the folder '{quote('/'.join(parts[:k]))}', which exists in the output "
+                                   f"folder as a file")
             if k == len(parts) and stat.S_ISDIR(mode):
                 return "blocked", "exists in the output folder as a folder"
         return None
 
-    def _resolve(self, folder: str) -> Path:
+    def _resolve(self, folder: str) -> str:
         if folder not in self._resolved:
-            self._resolved[folder] = (self.output_dir / folder).resolve()
+            self._resolved[folder] = str((self.output_dir / folder).resolve())
         return self._resolved[folder]
 
     def _mode(self, relative: str) -> int | None:
         if relative not in self._kinds:
             try:
-                self._kinds[relative] = os.stat(self.output_dir / relative).st_mode
+                self._kinds[relative] = os.stat(os.path.join(self.output_dir, relative)).st_mode
             except OSError:
                 self._kinds[relative] = None
         return self._kinds[relative]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from lipbatch.hashing import HashCache
+from lipbatch.hashing import HashCache, cache_path_for
 from lipbatch.manifest.context import Context, mapping
 from lipbatch.manifest.expand import Expander, merge
 from lipbatch.manifest.inputs import InputFiles
@@ -34,6 +36,15 @@ def default_paths(manifest: Path, data: Any = None) -> tuple[Path, Path]:
     output_dir = base / out if out else base / f"{manifest.stem}-output"
     state_path = base / state if state else base / f"{manifest.stem}.lipbatch-state.json"
     return output_dir.resolve(), state_path.resolve()
+
+
+def _hash_cache(state_path: Path) -> HashCache:
+    """The state's hash cache, or an in-memory one when its file is not a regular file (never read a FIFO)."""
+    try:
+        mode = os.stat(cache_path_for(state_path)).st_mode
+    except (OSError, ValueError):
+        return HashCache.for_state(state_path)
+    return HashCache.for_state(state_path) if stat.S_ISREG(mode) else HashCache()
 
 
 def load_project(path: Path, *, hash_cache: HashCache | None = None) -> Project:
@@ -73,7 +84,7 @@ def _load(path: Path, report: Report, hash_cache: HashCache | None) -> Project |
             report.add(*pos.at((setting,)), (setting,), f"{setting} has the control character "
                                                         f"{control_character(value)}: file names cannot hold it")
     output_dir, state_path = default_paths(path, data)
-    cache = hash_cache if hash_cache is not None else HashCache.for_state(state_path)
+    cache = hash_cache if hash_cache is not None else _hash_cache(state_path)
     ctx = Context(data, pos, broken, report)
     inputs = InputFiles(ctx, path.resolve().parent, cache)
     sections = Sections(ctx, inputs)

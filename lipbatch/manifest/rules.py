@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from lipbatch.manifest.context import Context, mapping, strings
-from lipbatch.manifest.credentials import SECRET_MESSAGE, looks_like_secret
+from lipbatch.manifest.credentials import ROLE, ROLE_MESSAGE, SECRET_MESSAGE, looks_like_secret
 from lipbatch.manifest.inputs import InputFiles
 from lipbatch.manifest.languages import tag_problem
 from lipbatch.manifest.problems import did_you_mean, quote
@@ -73,7 +73,10 @@ class Sections:
             credentials = mapping(mapping(spec).get("credentials"))
             for role, value in credentials.items():
                 path = ("providers", name, "credentials", role)
-                if not self.ctx.broken(path) and looks_like_secret(value):
+                if not ROLE.match(role):  # the schema knows no roles for a broken kind; the path must not echo it
+                    self.ctx.add(path[:3], ROLE_MESSAGE,
+                                 key=True, once=("role", name))
+                elif not self.ctx.broken(path) and looks_like_secret(value):
                     self.ctx.add(path, SECRET_MESSAGE)
             if self.ctx.broken(("providers", name)) or not isinstance(spec, dict):
                 continue

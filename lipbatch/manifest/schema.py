@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from lipbatch.manifest.credentials import SECRET_MESSAGE
+from lipbatch.manifest.credentials import ROLE, ROLE_MESSAGE, SECRET_MESSAGE, in_credentials
 from lipbatch.manifest.languages import tag_problem
 from lipbatch.manifest.problems import QUOTE_CHARS, JsonPath, did_you_mean, quote
 
@@ -29,7 +29,6 @@ _TYPE_WORDS = {"string": "a string", "object": "a mapping", "array": "a list", "
                "number": "a number", "boolean": "true or false", "null": "nothing"}
 _SCALAR_VALIDATORS = {"type", "enum", "const", "pattern", "minimum", "maximum", "exclusiveMinimum",
                       "exclusiveMaximum", "minLength", "maxLength"}
-_ROLE = re.compile(r"^[a-z_]{1,32}$")
 
 
 @functools.cache
@@ -80,10 +79,6 @@ def _fill(template: str, **values: Any) -> str:
     return template
 
 
-def _in_credentials(path: JsonPath) -> bool:
-    return len(path) >= 3 and path[0] == "providers" and path[2] == "credentials"
-
-
 def schema_problems(data: Any) -> Iterator[tuple[JsonPath, bool, str]]:
     """(path, point-at-key?, message) for every schema error, lazily (the report may stop early)."""
     lang = schema()["$defs"]["lang"]
@@ -101,16 +96,18 @@ def schema_problems(data: Any) -> Iterator[tuple[JsonPath, bool, str]]:
         elif err.validator == "additionalProperties":
             allowed = list(sub.get("properties", {}))
             for extra in [k for k in instance if k not in sub.get("properties", {})]:
-                shown = extra if not _in_credentials(path) or _ROLE.match(extra) else "(not shown)"
+                if in_credentials(path) and not ROLE.match(extra):
+                    yield path, True, ROLE_MESSAGE
+                    continue
                 if template:
-                    message = _fill(template, key=quote(shown))
+                    message = _fill(template, key=quote(extra))
                 else:
                     message = f"unknown key '{quote(extra)}'" + (
                         did_you_mean(extra, allowed) or f"; expected one of: {', '.join(allowed)}")
                 yield (*path, extra), True, message
         else:
             at_key = err.validator not in _SCALAR_VALIDATORS or isinstance(instance, dict | list)
-            if _in_credentials(path):
+            if in_credentials(path):
                 yield path, at_key, _credential_message(path, err.validator, instance)
             elif sub == lang and isinstance(instance, str):
                 yield path, at_key, _language(instance, template)
