@@ -51,6 +51,7 @@ MAX_DEPTH = 64
 Add = Callable[[int, int, JsonPath, str], None]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -250,6 +251,10 @@ class _Builder:
                 return None
             if isinstance(node, ScalarNode):
                 return self.scalar(node, path)
+            if node.tag not in _COLLECTION_TAGS:
+                self.refuse(node, path, f"the YAML tag {quote(node.tag)!r} is not used in manifests: write a plain "
+                                        f"list or mapping")
+                return None
             self.active.add(key)
             try:
                 return self.mapping(node, path) if isinstance(node, MappingNode) else self.sequence(node, path)

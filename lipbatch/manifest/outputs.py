@@ -252,7 +252,7 @@ class Outputs:
         for file, where in self.inputs.local.items():
             found.setdefault(str(file).casefold(), f"the input file given at {format_path(where)}")
         for file in (*campaign_files(self.state_path), cache_path_for(self.state_path)):
-            found.setdefault(str(file).casefold(), f"lipbatch's own {quote(file.name)}")
+            found.setdefault(str(file).casefold(), f"lipbatch's own '{quote(file.name)}'")
         return found
 
     def _on_disk(self, output: str, protected: dict[str, str]) -> tuple[str, str] | None:
