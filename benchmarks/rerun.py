@@ -21,7 +21,7 @@ from pathlib import Path
 import trio
 from _common import Media, parser, served_sandbox, table, write_manifest
 
-from lipbatch.manifest import load_project
+from lipbatch.campaign import load_campaign
 from lipbatch.model import Project
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.state import JobStatus, State
@@ -65,12 +65,12 @@ def main() -> None:
         media = Media(Path(tmp) / "media")
         manifest, _ = write_manifest(Path(tmp) / "rerun", media, jobs)
         started = time.perf_counter()
-        project = load_project(manifest)
+        project = load_campaign(manifest, sandbox=True)  # the CLI rerun below is a rehearsal (--sandbox-url)
         build_finished_state(project, media.video.read_bytes())
         built = time.perf_counter() - started
 
         start = time.perf_counter()
-        project = load_project(manifest)
+        project = load_campaign(manifest, sandbox=True)  # the CLI rerun below is a rehearsal (--sandbox-url)
         load_seconds = time.perf_counter() - start
         options = RunOptions(sandbox=True, request_rate=None)
         start = time.perf_counter()

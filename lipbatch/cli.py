@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from lipbatch import __version__
 from lipbatch.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, LipbatchError
 
-COMMANDS = ("validate", "plan", "run", "status", "sandbox", "voices", "avatars")
+COMMANDS = ("validate", "plan", "run", "status", "redo", "verify", "prune", "review", "sandbox", "voices", "avatars")
 
 
 def build_parser() -> argparse.ArgumentParser:

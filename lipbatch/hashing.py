@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from lipbatch.media import MediaError, MediaInfo, probe
 from lipbatch.state import atomic_write_bytes
 
@@ -30,9 +32,16 @@ CACHE_FORMAT = 1
 _CHUNK = 1 << 20
 
 
+def cache_dir() -> Path:
+    """The user's cache folder for lipbatch (``LIPBATCH_CACHE_DIR`` wins)."""
+    override = os.environ.get("LIPBATCH_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("lipbatch", appauthor=False))
+
+
 def cache_path_for(state_path: Path) -> Path:
-    """Where the cache of a project whose state lives at ``state_path`` goes."""
-    return state_path.with_name(state_path.name + ".hashes.json")
+    """Where the cache of a project whose state lives at ``state_path`` goes (named by that path's hash)."""
+    digest = hashlib.sha256(str(Path(state_path).resolve()).encode()).hexdigest()[:24]
+    return cache_dir() / "hashes" / f"{digest}.json"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -159,7 +168,8 @@ class HashCache:
         if not self._dirty and len(kept) + len(self._used) == len(self._stored):
             return
         payload = json.dumps({"format": CACHE_FORMAT, "files": kept | self._used}, sort_keys=True)
-        try:  # no folder is created: validate must not leave directories behind
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path, payload.encode("utf-8"))
         except OSError:
             return

@@ -58,6 +58,21 @@ class Account:
     credentials: Mapping[str, str]
     concurrency: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: None for the provider itself; "in-process" for ``--sandbox``; the URL for ``--sandbox-url``
+    sandbox: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """Who issues this account's task ids and upload handles: they are valid there only.
+
+        The in-process sandbox gets a new port every run but keeps its world beside the
+        rehearsal state, so its identity is not its URL.
+        """
+        where = "sandbox:in-process" if self.sandbox == IN_PROCESS else self.base_url.rstrip("/")
+        return f"{self.kind} {self.name} {where}" + (" (sandbox)" if self.sandbox else "")
+
+
+IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True)
@@ -99,10 +114,17 @@ class Job:
     inputs: Mapping[str, InputRef]
     params: Mapping[str, Any]
     expected_seconds: float | None = None  # output duration estimate (audio / clip / window length)
+    take: int = 1  # which take of its outputs the runner is making (``lipbatch redo`` asks for another)
 
     @property
     def output(self) -> str:
         return self.outputs[0]
+
+    @property
+    def reference(self) -> str:
+        """What the provider's reference field carries: the key, plus the take after the first,
+        so looking up a redo never finds the earlier take's task."""
+        return self.key if self.take == 1 else f"{self.key}.take{self.take}"
 
 
 @dataclass(frozen=True)

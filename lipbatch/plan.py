@@ -2,17 +2,24 @@
 
 Statuses: ``new`` (never submitted), ``done``, ``in flight`` (submitting,
 in flight, or finished at the provider but not yet downloaded), ``failed``,
-``unknown`` (a crash left an intent nobody could reconcile) and ``changed``:
-the job's key is not in the state, but one of its output paths is recorded
-under another key, i.e. the request behind that output changed (an input byte,
-a text, an option). The old file stays where it is until the new job replaces
-it; it is listed as stale.
+``unknown`` (a crash left an intent nobody could reconcile), ``waiting`` (a
+create was refused: nothing exists), ``changed``: the job's key is not in the
+state, but one of its output paths is recorded under another key, i.e. the
+request behind that output changed (an input byte, a text, an option; the old
+file is listed as stale and kept as a take when the new one lands),
+``missing`` (done, but the output file is gone or not the recorded size: the
+next run restores it from the provider), ``lost`` (done, but the file and the
+provider's copy are gone: ``--regenerate-missing`` or ``redo``), ``redo`` (a
+new take is asked for, or the record was made at another endpoint: paid
+again), and ``blocked`` (a file lipbatch did not write is at the output path).
+Only existence and size are checked here; ``lipbatch verify`` rehashes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +39,9 @@ STATUS_NAMES: dict[str, str] = {
     JobStatus.FAILED: "failed",
     JobStatus.UNKNOWN: "unknown",
 }
-STATUSES = ("new", "changed", "waiting", "in flight", "unknown", "failed", "done")
+STATUSES = ("new", "changed", "redo", "waiting", "in flight", "unknown", "failed", "blocked", "missing", "lost",
+            "done")
+PAID_AGAIN = ("new", "changed", "redo")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class Plan:
     project: Project
     rows: list[Row]
     stale: list[Stale] = field(default_factory=list)
+    rehearsal: bool = False
 
     def totals(self) -> dict[str, dict[str, Any]]:
         """Per account: job counts by status, estimated cost (known part), unknown count, credits charged."""
@@ -65,7 +75,8 @@ class Plan:
         for row in self.rows:
             entry = out.setdefault(row.job.account, {
                 "kind": row.job.kind, "jobs": 0, "statuses": {}, "unit": row.estimate.unit,
-                "estimated": 0.0, "unknown_estimates": 0, "uncertain_estimates": 0, "charged": 0.0})
+                "estimated": 0.0, "unknown_estimates": 0, "uncertain_estimates": 0, "charged": 0.0,
+                "to_pay": 0.0, "to_pay_jobs": 0, "to_pay_unknown": 0})
             entry["jobs"] += 1
             entry["statuses"][row.status] = entry["statuses"].get(row.status, 0) + 1
             if row.estimate.amount is None:
@@ -74,6 +85,12 @@ class Plan:
                 entry["estimated"] += row.estimate.amount
                 entry["uncertain_estimates"] += row.estimate.uncertain
             entry["charged"] += row.charged or 0.0
+            if row.status in PAID_AGAIN or row.status == "waiting":
+                entry["to_pay_jobs"] += 1
+                if row.estimate.amount is None:
+                    entry["to_pay_unknown"] += 1
+                else:
+                    entry["to_pay"] += row.estimate.amount
         return dict(sorted(out.items()))
 
     def as_json(self) -> dict[str, Any]:
@@ -82,6 +99,7 @@ class Plan:
             "manifest": str(project.manifest_path),
             "output_dir": str(project.output_dir),
             "state_file": str(project.state_path),
+            "rehearsal": self.rehearsal,
             "jobs": [{
                 "key": row.job.key, "account": row.job.account, "kind": row.job.kind, "clip": row.job.clip,
                 "script": row.job.script, "lang": row.job.lang, "voice": row.job.voice,
@@ -93,19 +111,46 @@ class Plan:
         }
 
 
-def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, str]) -> str:
-    """The plan status of ``job``; ``owners`` maps each recorded output path to its key."""
+def job_status(job: Job, records: Mapping[str, JobRecord], owners: Mapping[str, str], *,
+               endpoint: str | None = None, output_dir: Path | None = None,
+               rejected: Mapping[str, str] | None = None) -> str:
+    """The plan status of ``job``; ``owners`` maps each recorded output path to its key.
+
+    ``endpoint``: the account's endpoint (records another one made are a redo here);
+    ``output_dir``: check that done outputs exist with their recorded size, and that nothing
+    foreign sits where a new job will write. ``rejected``: output -> sha256 of a take a reviewer
+    rejected (the next run redoes it).
+    """
     record = records.get(job.key)
+    if record is not None and endpoint is not None and not record.made_by(endpoint):
+        return "redo"
     if record is not None:
         if record.no_task_exists:
             return "waiting"  # refused or out of credits before: nothing was created or paid
+        if record.status is JobStatus.DONE:
+            if record.redo or (rejected and any(rejected.get(out) == record.output_sha256
+                                                 for out in job.outputs)):
+                return "redo"
+            if record.lost:
+                return "lost"
+            if output_dir is not None and not _present(output_dir / job.output, record.output_size):
+                return "missing"
         return STATUS_NAMES.get(record.status, str(record.status))
     if any(owners.get(out, job.key) != job.key for out in job.outputs):
         return "changed"
+    if output_dir is not None and any((output_dir / out).exists() for out in job.outputs):
+        return "blocked"
     return "new"
 
 
-def _video_fps(job: Job, cache: HashCache) -> float | None:
+def _present(path: Path, size: int | None) -> bool:
+    try:
+        return size is None or path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def video_fps(job: Job, cache: HashCache) -> float | None:
     ref = job.inputs.get("video")
     if ref is None or ref.path is None:
         return None
@@ -116,25 +161,31 @@ def _video_fps(job: Job, cache: HashCache) -> float | None:
 
 
 def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = None,
-               hash_cache: HashCache | None = None) -> Plan:
-    """Statuses (from ``records``, default: the project's state file) and estimates of every job."""
+               hash_cache: HashCache | None = None, rehearsal: bool = False,
+               rejected: Mapping[str, str] | None = None) -> Plan:
+    """Statuses (from ``records``, default: the project's state file) and estimates of every job.
+
+    ``rehearsal``: the project's paths are the sandbox's; its records count whatever sandbox made them.
+    """
     if records is None:
         records = read_jobs(project.state_path)
     cache = hash_cache if hash_cache is not None else HashCache.for_state(project.state_path)
     owners = {out: key for key, record in records.items() for out in record.outputs}
     rows, stale = [], []
     for job in project.jobs:
-        status = job_status(job, records, owners)
+        endpoint = None if rehearsal else project.accounts[job.account].endpoint
+        status = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir,
+                            rejected=rejected)
         record = records.get(job.key)
         if status == "changed":
             stale.extend(Stale(out, owners[out], job.key) for out in job.outputs
                          if owners.get(out, job.key) != job.key)
-        fps = _video_fps(job, cache) if job.kind == "magichour-lipsync" else None
+        fps = video_fps(job, cache) if job.kind == "magichour-lipsync" else None
         rows.append(Row(job, status, estimate(job, video_fps=fps),
                         record.credits if record is not None else None,
                         record.error if record is not None else None))
     cache.save()
-    return Plan(project, rows, stale)
+    return Plan(project, rows, stale, rehearsal)
 
 
 def _amount(value: float) -> str:
@@ -143,12 +194,14 @@ def _amount(value: float) -> str:
 
 def render(plan: Plan, console: Console) -> None:
     """The plan as rich tables: one row per job, then totals per account."""
-    table = Table(title=f"{len(plan.rows)} jobs → {plan.project.output_dir}", title_justify="left")
+    what = "REHEARSAL (sandbox) " if plan.rehearsal else ""
+    table = Table(title=f"{what}{len(plan.rows)} jobs → {plan.project.output_dir}", title_justify="left")
     for name, kw in (("key", {"style": "dim", "no_wrap": True}), ("clip", {}), ("script", {}), ("lang", {}),
                      ("provider", {}), ("output", {"overflow": "fold"}), ("status", {"no_wrap": True}),
                      ("est. cost", {"justify": "right"}), ("charged", {"justify": "right"})):
         table.add_column(name, **kw)
-    styles = {"done": "green", "failed": "red", "changed": "yellow", "in flight": "cyan", "unknown": "magenta"}
+    styles = {"done": "green", "failed": "red", "changed": "yellow", "redo": "yellow", "in flight": "cyan",
+              "unknown": "magenta", "missing": "red", "lost": "red", "blocked": "red"}
     for row in plan.rows:
         job = row.job
         output = job.output + (f" (+{len(job.outputs) - 1})" if len(job.outputs) > 1 else "")
@@ -158,8 +211,8 @@ def render(plan: Plan, console: Console) -> None:
                       "-" if row.charged is None else _amount(row.charged))
     console.print(table)
     totals = Table(title="Totals per provider account", title_justify="left")
-    for name in ("provider", "kind", "jobs", "status", "estimated", "charged"):
-        totals.add_column(name, justify="right" if name in ("jobs", "estimated", "charged") else "left")
+    for name in ("provider", "kind", "jobs", "status", "estimated", "next run pays", "charged"):
+        totals.add_column(name, justify="left" if name in ("provider", "kind", "status") else "right")
     for account, entry in plan.totals().items():
         estimated = f"{_amount(entry['estimated'])} {entry['unit']}"
         if entry["unknown_estimates"] == entry["jobs"]:
@@ -169,7 +222,13 @@ def render(plan: Plan, console: Console) -> None:
         if entry["uncertain_estimates"]:
             estimated += " (docs disagree: see --json notes)"
         counts = ", ".join(f"{entry['statuses'][s]} {s}" for s in STATUSES if s in entry["statuses"])
-        totals.add_row(account, entry["kind"], str(entry["jobs"]), counts, estimated,
+        to_pay = "-"
+        if entry["to_pay_jobs"]:
+            to_pay = f"{entry['to_pay_jobs']} jobs: " + (
+                "unknown" if entry["to_pay_unknown"] == entry["to_pay_jobs"]
+                else f"{_amount(entry['to_pay'])} {entry['unit']}"
+                + (f" + {entry['to_pay_unknown']} unknown" if entry["to_pay_unknown"] else ""))
+        totals.add_row(account, entry["kind"], str(entry["jobs"]), counts, estimated, to_pay,
                        _amount(entry["charged"]) if entry["charged"] else "-")
     console.print(totals)
     for item in plan.stale:

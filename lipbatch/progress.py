@@ -35,11 +35,15 @@ LOGGED = {
     "job_failed": "FAILED: {message}",
     "job_unknown": "UNKNOWN: {message}",
     "job_not_run": "not run: {message}",
+    "job_lost": "OUTPUT LOST: {message}",
+    "job_blocked": "BLOCKED: {message}",
+    "job_new_take": "new take {take} ({reason})",
+    "job_reupload": "{message}",
     "account_stopped": "account stopped: {message}",
     "halted": "{message}",
     "interrupted": "{message}",
     "run_finished": "finished: {done} done, {skipped} already done, {failed} failed, {unknown} unknown, "
-                    "{not_run} left for a rerun",
+                    "{lost} output(s) lost, {blocked} blocked, {not_run} left for a rerun; outputs in {output_dir}",
 }
 
 

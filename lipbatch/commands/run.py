@@ -1,10 +1,15 @@
 """`lipbatch run MANIFEST`: run every job to a verified output; safe to interrupt and rerun.
 
 ``--sandbox`` serves the emulators in this process on a free loopback port and
-points every account at it (no keys needed); ``--sandbox-url`` points every
-account at a ``lipbatch sandbox`` already running. In both, missing credential
+points every account at it (no keys needed); its emulated world (uploads,
+tasks, credits, clock) is kept beside the rehearsal state, so a rerun finds
+what the last one left, as at a real provider. ``--sandbox-url`` points every
+account at a ``lipbatch sandbox`` already running. Both are rehearsals: their
+own state file and output folder (``lipbatch.campaign``), missing credential
 variables get dummy values and requests are not paced. Ctrl-C (or SIGTERM)
 once: no new submissions, state recorded, exit 130; twice: stop at once.
+``--only SELECTOR...`` runs the matching jobs (``lipbatch.selectors``). Takes
+rejected in review (``lipbatch review``) are made again, the rejected ones kept.
 """
 
 from __future__ import annotations
@@ -13,16 +18,19 @@ import argparse
 import dataclasses
 import signal
 import sys
+from collections.abc import Mapping
 
 import httpx
 import trio
 
+from lipbatch.campaign import load_campaign, world_path
 from lipbatch.errors import UsageError
-from lipbatch.manifest import load_project
 from lipbatch.model import Project
 from lipbatch.progress import open_sink
+from lipbatch.review import rejected_takes
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
+from lipbatch.selectors import parse_selectors, select_or_fail
 
 HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
 
@@ -36,6 +44,14 @@ def _positive_int(value: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="the manifest YAML file")
+    parser.add_argument("--only", nargs="+", metavar="SELECTOR",
+                        help="run only the matching jobs: clip=anna lang=de provider=runway script=welcome "
+                             "output='de/*' or a key prefix")
+    parser.add_argument("--regenerate-missing", action="store_true",
+                        help="pay for a new take of done jobs whose output and provider copy are both gone")
+    parser.add_argument("--force", action="store_true",
+                        help="replace files at output paths that lipbatch did not write (default: leave them, "
+                             "skip their jobs)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--sandbox", action="store_true",
                         help="run against the built-in emulators on loopback (no credits, no keys)")
@@ -51,10 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
 
 
-def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0) -> RunOptions:
+def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0,
+                      rejected: Mapping[str, str] | None = None) -> RunOptions:
     sandboxed = bool(args.sandbox or args.sandbox_url)
     options = RunOptions(retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
-                         fail_fast=args.fail_fast, max_jobs=args.jobs)
+                         fail_fast=args.fail_fast, max_jobs=args.jobs,
+                         regenerate_missing=args.regenerate_missing, force=args.force, rejected=rejected or {})
     if sandboxed:
         options = dataclasses.replace(options, sandbox=True, time_scale=time_scale, poll_min=1.0,
                                       request_rate=None)
@@ -79,7 +97,7 @@ async def _watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def _run(args: argparse.Namespace, project: Project) -> int:
+async def _run(args: argparse.Namespace, project: Project, rejected: Mapping[str, str]) -> int:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop)
@@ -89,14 +107,15 @@ async def _run(args: argparse.Namespace, project: Project) -> int:
             from lipbatch.sandbox.server import serve
 
             config = SandboxConfig()
-            url = await nursery.start(lambda task_status: serve(build_app(config), task_status=task_status))
+            app = build_app(config, world=world_path(project))
+            url = await nursery.start(lambda task_status: serve(app, task_status=task_status))
             time_scale = config.time_scale
-            project = point_at_sandbox(project, url)
+            project = point_at_sandbox(project, url, in_process=True)
         elif args.sandbox_url:
             time_scale = await sandbox_time_scale(args.sandbox_url)
             project = point_at_sandbox(project, args.sandbox_url)
         with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
-            summary = await run_project(project, options_from_args(args, time_scale=time_scale),
+            summary = await run_project(project, options_from_args(args, time_scale=time_scale, rejected=rejected),
                                         sink=sink, stop=stop)
         nursery.cancel_scope.cancel()
     return summary.exit_code
@@ -109,9 +128,14 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def main(args: argparse.Namespace) -> int:
-    project = load_project(args.manifest)
+    rehearsing = bool(args.sandbox or args.sandbox_url)
+    project = load_campaign(args.manifest, sandbox=rehearsing)
+    rejected = rejected_takes(project, sandbox=rehearsing)
+    if args.only:
+        selected = select_or_fail(parse_selectors(args.only), project.jobs)
+        project = dataclasses.replace(project, jobs=tuple(selected))
     try:
-        return trio.run(_run, args, project)
+        return trio.run(_run, args, project, rejected)
     except BaseExceptionGroup as group:
         # nurseries wrap errors; the CLI maps LipbatchError / KeyboardInterrupt to exit codes
         raise _leaf(group) from None

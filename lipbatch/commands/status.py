@@ -1,9 +1,13 @@
 """`lipbatch status MANIFEST`: every job's recorded progress, read from the state without locking it.
 
 Statuses are the state's own (``submitting``, ``in_flight``, ``succeeded``,
-``done``, ``failed``, ``unknown``), plus ``new``/``changed`` from ``plan`` for
-jobs the state has not seen; a ``submitting`` record whose last create was
-refused (no task exists) shows as ``waiting``.
+``done``, ``failed``, ``unknown``), except where ``plan`` knows better: ``new``,
+``changed`` and ``blocked`` for jobs the state has not seen, ``waiting`` for a
+create that was refused (no task exists), ``missing`` and ``lost`` for done jobs
+whose output is gone, ``redo`` for a new take asked for (or a take rejected in
+review). ``decision`` is the review's verdict on the current take (approved,
+rejected, undecided; empty with no finished take). ``--sandbox`` reads the
+rehearsal's state and decisions.
 """
 
 from __future__ import annotations
@@ -16,52 +20,72 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
-from lipbatch.manifest import load_project
 from lipbatch.plan import job_status
-from lipbatch.state import JobRecord, read_jobs
+from lipbatch.review.decisions import decisions_path, read_decisions
+from lipbatch.review.judging import decision_for, decision_name, rejected_in
+from lipbatch.state import JobRecord, read_state
 
 HELP = "show each job's status from the state file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="the manifest YAML file")
+    add_campaign_arguments(parser, rehearsal_help="the rehearsal's state (runs made with --sandbox/--sandbox-url)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def status_name(record: JobRecord | None, fallback: str) -> str:
-    if record is None:
-        return fallback
-    if record.no_task_exists:
-        return "waiting"
+_PLAN_KNOWS_BETTER = ("new", "changed", "blocked", "waiting", "missing", "lost", "redo")
+
+
+def status_name(record: JobRecord | None, planned: str) -> str:
+    if record is None or planned in _PLAN_KNOWS_BETTER:
+        return planned
     return str(record.status)
 
 
 def main(args: argparse.Namespace) -> int:
-    project = load_project(args.manifest)
-    records = read_jobs(project.state_path)
+    project = load_campaign(args.manifest, sandbox=args.sandbox)
+    loaded = read_state(project.state_path)
+    records = loaded.jobs
     owners = {out: key for key, record in records.items() for out in record.outputs}
+    decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
+    rejected = rejected_in(decisions, records)
     rows: list[dict[str, Any]] = []
     for job in project.jobs:
         record = records.get(job.key)
+        endpoint = None if args.sandbox else project.accounts[job.account].endpoint
+        planned = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir,
+                             rejected=rejected)
+        judged = decision_for(job, record, decisions)
         rows.append({
             "outputs": list(job.outputs), "account": job.account, "kind": job.kind, "key": job.key,
-            "status": status_name(record, job_status(job, records, owners)),
+            "status": status_name(record, planned), "take": record.take if record else None,
+            "earlier_takes": sum(1 for take in loaded.takes if take.output == job.output),
+            "endpoint": record.endpoint if record else None,
             "task_id": record.task_id if record else None, "attempts": record.attempts if record else 0,
             "credits": record.credits if record else None, "error": record.error if record else None,
             "error_kind": record.error_kind if record else None,
+            "decision": decision_name(job, record, decisions),
+            "review": None if judged is None else {"note": judged.note, "by": judged.by, "at": judged.at},
         })
     counts = Counter(row["status"] for row in rows)
     if args.json:
-        print(json.dumps({"state_file": str(project.state_path), "counts": dict(counts), "jobs": rows}, indent=2))
+        print(json.dumps({"state_file": str(project.state_path), "rehearsal": args.sandbox, "counts": dict(counts),
+                          "jobs": rows}, indent=2))
         return EXIT_OK
     console = Console()
-    table = Table(title=f"{project.manifest_path.name}: {len(rows)} job(s)")
-    for column in ("output", "account", "status", "attempts", "credits", "error"):
-        table.add_column(column)
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))  # piped: don't squeeze the table to 80 columns
+    what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
+    table = Table(title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
+    for column in ("output", "account", "status", "decision", "take", "attempts", "credits", "error"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(", ".join(row["outputs"]), row["account"], row["status"], str(row["attempts"]),
-                      "" if row["credits"] is None else f"{row['credits']:g}", row["error"] or "")
+        take = "" if row["take"] is None else str(row["take"])
+        table.add_row(", ".join(row["outputs"]), row["account"], row["status"], row["decision"] or "", take,
+                      str(row["attempts"]),
+                      "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or "")
     console.print(table)
     console.print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
     return EXIT_OK

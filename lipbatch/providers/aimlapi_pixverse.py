@@ -215,8 +215,10 @@ class Client(HttpClient):
         body["lip_sync_tts_content"] = text
         return body
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        body = await self.build_body(job)
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> dict[str, Any]:
+        return await self.build_body(job)
+
+    async def create(self, body: Any) -> Submission:
         return submission_from(await self.call("POST", GENERATIONS_PATH, json=body), parse_state)
 
     async def poll(self, task_id: str) -> TaskState:

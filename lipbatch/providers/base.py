@@ -104,19 +104,32 @@ class Provider(Protocol):
         """Upload one local input; the runner calls it once per content hash per account."""
         ...
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        """Create the task. ``uploads`` maps input role -> handle for uploaded inputs.
-
-        Sends ``job.key`` as the provider's reference field where one exists.
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> Any:
+        """The whole create request body, built before anything is sent (inputs read, data URIs
+        encoded), so the runner records its intent only right before the one ``create`` call.
+        ``uploads`` maps input role -> handle for uploaded inputs. Carries ``job.reference`` (the
+        key, with the take after the first) in the provider's reference field where one exists.
         """
+        ...
+
+    async def create(self, body: Any) -> Submission:
+        """Send one prepared create request: the only call that can cost money."""
+        ...
+
+    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
+        """``prepare`` then ``create``."""
         ...
 
     async def poll(self, task_id: str) -> TaskState:
         """Read the task's current state."""
         ...
 
-    async def find_task(self, job_key: str) -> str | None:
-        """Find the task submitted for ``job_key`` (after a crash between POST and record)."""
+    async def find_task(self, reference: str) -> str | None:
+        """Find the task submitted with ``reference`` (after a crash between POST and record)."""
+        ...
+
+    def gone_uploads(self, error: ProviderError, uploads: Mapping[str, Upload]) -> set[str]:
+        """The roles of ``uploads`` a refused create says the provider no longer has (empty: none)."""
         ...
 
 
@@ -209,6 +222,7 @@ async def request_json(
 
 _UPLOAD_CHUNK = 1 << 20
 
+_UPLOAD_GONE = re.compile(r"(asset|file).{0,80}(not found|deleted|does not exist|expired)", re.IGNORECASE)
 _MODERATION = re.compile(
     r"moderat|nsfw|sensitive|inappropriate|offensive|content polic|violat|prohibited|unsafe", re.IGNORECASE
 )
@@ -315,5 +329,23 @@ class HttpClient:
     async def upload(self, ref: InputRef) -> Upload:
         raise PermanentError(f"{self.kind} has no upload endpoint; its inputs are sent as URLs or inline")
 
-    async def find_task(self, job_key: str) -> str | None:
+    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
+        return await self.create(await self.prepare(job, uploads))
+
+    async def find_task(self, reference: str) -> str | None:
         return None
+
+    def gone_uploads(self, error: ProviderError, uploads: Mapping[str, Upload]) -> set[str]:
+        """Which uploaded inputs a refused create says the provider no longer has.
+
+        Providers purge uploads (Magic Hour after 7 days; useapi assets can be deleted) and answer
+        the create with a 4xx naming the handle or the missing file. Only such a refusal makes the
+        runner upload again; it created nothing, so uploading and creating again pays once. The
+        handles the message names, else (a message about a missing file naming none) all of them.
+        """
+        if error.status not in (400, 404, 410, 422):
+            return set()
+        named = {role for role, upload in uploads.items() if upload.handle in error.message}
+        if named or not _UPLOAD_GONE.search(error.message):
+            return named
+        return set(uploads)

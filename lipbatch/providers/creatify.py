@@ -139,7 +139,7 @@ def build_body(job: Job) -> dict[str, Any]:
         scene["background"] = {"type": "image", "url": params["background_url"], "fit": "crop"}
     if params.get("captions") is not None:
         scene["caption_setting"] = {"hidden": not params["captions"]}
-    body: dict[str, Any] = {"video_inputs": [scene], "name": job.key}
+    body: dict[str, Any] = {"video_inputs": [scene], "name": job.reference}
     for key in ("aspect_ratio", "model_version"):
         if params.get(key):
             body[key] = params[key]
@@ -166,8 +166,11 @@ class Client(HttpClient):
     def auth_headers(self, secrets: Mapping[str, str]) -> dict[str, str]:
         return {"X-API-ID": secrets["api_id"], "X-API-KEY": secrets["api_key"]}
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        return submission_from(await self.call("POST", LIPSYNCS_PATH, json=build_body(job)), parse_state)
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> dict[str, Any]:
+        return build_body(job)
+
+    async def create(self, body: Any) -> Submission:
+        return submission_from(await self.call("POST", LIPSYNCS_PATH, json=body), parse_state)
 
     async def poll(self, task_id: str) -> TaskState:
         return parse_state(await self.call("GET", f"{LIPSYNCS_PATH}{task_id}/"))

@@ -117,7 +117,7 @@ class Client(HttpClient):
 
         params = job.params
         body: dict[str, Any] = {
-            "name": job.key,
+            "name": job.reference,
             "start_seconds": params["start_seconds"],
             "end_seconds": params["end_seconds"],
             "assets": {
@@ -132,9 +132,11 @@ class Client(HttpClient):
             body["style"] = {"generation_mode": params["generation_mode"]}
         return body
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        return submission_from(await self.call("POST", "/v1/lip-sync", json=self.create_body(job, uploads)),
-                               project_state)
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> dict[str, Any]:
+        return self.create_body(job, uploads)
+
+    async def create(self, body: Any) -> Submission:
+        return submission_from(await self.call("POST", "/v1/lip-sync", json=body), project_state)
 
     async def poll(self, task_id: str) -> TaskState:
         return project_state(await self.call("GET", f"/v1/video-projects/{task_id}"))

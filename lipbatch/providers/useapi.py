@@ -21,7 +21,7 @@ Readings of the docs (see ../shared/providers/runway-*.md):
 - ``maxJobs`` is not sent: the cap configured on the linked account rules, and
   the runner's adaptive limiter finds the real one from busy answers.
 - ``find_task`` pages ``GET /tasks/`` (``offset`` 0..1000 per the docs) looking
-  for our ``replyRef`` (the job key); a bounded number of pages.
+  for our ``replyRef`` (``Job.reference``: the job key, plus the take after the first); a bounded number of pages.
 - Credits: useapi reports only account-wide plan counters, no per-task cost, so
   ``credits`` stays None.
 """
@@ -159,8 +159,10 @@ class UseapiClient(HttpClient):
             raise PermanentError(f"asset upload answered without an assetId: {str(data)[:200]}")
         return Upload(handle=asset_id)
 
-    async def submit(self, job: Job, uploads: Mapping[str, Upload]) -> Submission:
-        body = {**self.create_body(job, uploads), "replyRef": job.key}
+    async def prepare(self, job: Job, uploads: Mapping[str, Upload]) -> dict[str, Any]:
+        return {**self.create_body(job, uploads), "replyRef": job.reference}
+
+    async def create(self, body: Any) -> Submission:
         data = await self.call("POST", self.create_path, json=body)
         task = self.read_create(data)
         task_id = task.get("taskId")
@@ -172,13 +174,13 @@ class UseapiClient(HttpClient):
         # useapi's own client puts the taskId (with ':' and '@') into the path unencoded.
         return task_state(unwrap_task(await self.call("GET", f"/tasks/{task_id}")))
 
-    async def find_task(self, job_key: str) -> str | None:
+    async def find_task(self, reference: str) -> str | None:
         for offset in range(0, _LIST_MAX_OFFSET + 1, _LIST_PAGE):
             data = await self.call("GET", "/tasks/", params={"offset": offset, "limit": _LIST_PAGE})
             tasks = data.get("tasks", data.get("items", [])) if isinstance(data, dict) else data or []
             for item in tasks:
                 task = unwrap_task(item)
-                if task.get("replyRef") == job_key and task.get("taskId"):
+                if task.get("replyRef") == reference and task.get("taskId"):
                     return task["taskId"]
             if len(tasks) < _LIST_PAGE:
                 return None

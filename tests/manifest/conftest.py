@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -12,8 +11,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import mediagen  # noqa: E402
-
-from lipbatch import cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "manifests_examples"
@@ -44,26 +41,7 @@ def project_dir(tmp_path: Path, media_dir: Path) -> Path:
 
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
-    """A private copy of manifests_examples/ (validate writes a hash cache beside the manifest)."""
+    """A private copy of manifests_examples/: its inputs and manifests only, never a run's state or outputs."""
     target = tmp_path / "manifests_examples"
-    shutil.copytree(EXAMPLES, target)
+    shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns("*lipbatch-state*", "*-output", ".*"))
     return target
-
-
-class CliResult:
-    def __init__(self, code: int, out: str, err: str):
-        self.code, self.out, self.err = code, out, err
-
-    def json(self) -> dict:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]):
-    def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        code = cli.main(list(args))
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run

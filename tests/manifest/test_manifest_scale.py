@@ -63,7 +63,7 @@ def test_5000_jobs_and_the_hash_cache(tmp_path: Path):
     assert len(moved) == SCRIPTS * LANGS
 
 
-def test_default_cache_sits_beside_the_state_file(tmp_path: Path, media_dir: Path):
+def test_default_cache_lives_in_the_cache_folder_not_beside_the_manifest(tmp_path: Path, media_dir: Path):
     (tmp_path / "media").symlink_to(media_dir)
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(
@@ -73,7 +73,8 @@ def test_default_cache_sits_beside_the_state_file(tmp_path: Path, media_dir: Pat
     project = load_project(manifest)
     assert project.state_path == tmp_path / "tiny.lipbatch-state.json"
     assert project.output_dir == tmp_path / "tiny-output"
-    assert (tmp_path / "tiny.lipbatch-state.json.hashes.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media", "tiny.yaml"]
+    assert cache_path_for(project.state_path).is_file()
     again = HashCache.for_state(project.state_path)
     load_project(manifest, hash_cache=again)
     assert (again.hash_reads, again.probe_calls) == (0, 0)

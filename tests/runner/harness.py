@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from lipbatch.campaign import load_campaign
 from lipbatch.hashing import file_sha256
-from lipbatch.manifest import load_project
 from lipbatch.model import Project
 from lipbatch.runner import Event, RunOptions, RunSummary, point_at_sandbox, run_project
 from lipbatch.sandbox.app import build_app
@@ -44,7 +44,8 @@ class Harness:
         return self.sandbox.stats()
 
     def project(self, manifest: Path) -> Project:
-        return point_at_sandbox(load_project(manifest), SANDBOX_URL)
+        """The manifest as a rehearsal on this sandbox: its own state and outputs, as ``--sandbox-url``."""
+        return point_at_sandbox(load_campaign(manifest, sandbox=True), SANDBOX_URL)
 
     async def run(self, manifest: Path | Project, options: RunOptions | None = None, *,
                   environ: dict[str, str] | None = None, sink=None) -> RunSummary:

@@ -10,6 +10,7 @@ import pytest
 from kinds import write_manifest
 
 from lipbatch import cli
+from lipbatch.campaign import load_campaign
 from lipbatch.errors import EXIT_INVALID, EXIT_OK
 from lipbatch.manifest import load_project
 from lipbatch.state import JobStatus, read_jobs
@@ -34,12 +35,14 @@ async def test_status_reports_the_state(tmp_path, media, harness, capsys):
     assert (await h.run(case.manifest)).done == 2
 
     assert cli.main(["status", str(case.manifest), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["counts"] == {"new": 2}  # the real campaign: nothing done
+    assert cli.main(["status", str(case.manifest), "--sandbox", "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert report["counts"] == {"done": 2}
     assert {tuple(job["outputs"]) for job in report["jobs"]} == {job.outputs for job in h.project(case.manifest).jobs}
     assert all(job["attempts"] == 1 for job in report["jobs"])
 
-    assert cli.main(["status", str(case.manifest)]) == EXIT_OK
+    assert cli.main(["status", str(case.manifest), "--sandbox"]) == EXIT_OK
     assert "2 done" in capsys.readouterr().out
 
 
@@ -52,7 +55,7 @@ def test_run_with_builtin_sandbox_needs_no_keys(tmp_path, media):
     assert result.returncode == EXIT_OK, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["type"] == "run_finished" and events[-1]["data"]["done"] == 2
-    project = load_project(case.manifest)
+    project = load_campaign(case.manifest, sandbox=True)  # sandbox runs are rehearsals
     records = read_jobs(project.state_path)
     assert all(records[job.key].status is JobStatus.DONE for job in project.jobs)
     assert all((project.output_dir / job.output).exists() for job in project.jobs)

@@ -23,8 +23,8 @@ import trio
 from harness import assert_all_done
 from kinds import KINDS, write_manifest
 
+from lipbatch.campaign import load_campaign
 from lipbatch.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_JOBS_FAILED, EXIT_OK
-from lipbatch.manifest import load_project
 from lipbatch.media import verify_playable
 from lipbatch.sandbox.app import build_app
 from lipbatch.sandbox.core import Sandbox, SandboxConfig
@@ -101,7 +101,7 @@ def unsettled(state_path: Path) -> int:
 async def test_kill_9_at_several_points_then_rerun_finishes_without_paying_twice(kind, tmp_path, media):
     jobs = 6
     case = write_manifest(kind, tmp_path, media, jobs=jobs, concurrency=2)
-    project = load_project(case.manifest)
+    project = load_campaign(case.manifest, sandbox=True)  # runs use --sandbox-url: a rehearsal
     async with served() as (url, sandbox):
         points = [nth("run_started"), nth("job_submitted"), nth("job_succeeded"), nth("job_submitted", 2)]
         ambiguous = kills = 0
@@ -137,7 +137,7 @@ async def test_kill_9_at_several_points_then_rerun_finishes_without_paying_twice
 @pytest.mark.parametrize("kind", KINDS)
 async def test_ctrl_c_records_everything_and_the_same_command_resumes(kind, tmp_path, media):
     case = write_manifest(kind, tmp_path, media, jobs=4, concurrency=2)
-    project = load_project(case.manifest)
+    project = load_campaign(case.manifest, sandbox=True)  # runs use --sandbox-url: a rehearsal
     async with served() as (url, sandbox):
         interrupted = await lipbatch_run(case.manifest, url, until=nth("job_submitted"), sig=signal.SIGINT)
         assert interrupted.code == EXIT_INTERRUPTED, interrupted.stderr
@@ -152,7 +152,7 @@ async def test_ctrl_c_records_everything_and_the_same_command_resumes(kind, tmp_
 
 async def test_second_concurrent_run_exits_with_a_clear_message(tmp_path, media):
     case = write_manifest("magichour-lipsync", tmp_path, media, jobs=4, concurrency=1)
-    project = load_project(case.manifest)
+    project = load_campaign(case.manifest, sandbox=True)  # runs use --sandbox-url: a rehearsal
     async with served(job_seconds=10.0) as (url, sandbox):
         async with trio.open_nursery() as nursery:
             first: list[Run] = []

@@ -298,4 +298,8 @@ async def test_rerun_reads_no_output_bytes_unless_a_file_changed(tmp_path, media
     altered.write_bytes(altered.read_bytes()[::-1])  # same size, new bytes, new mtime
     third = await h.run(project, environ=case.env)
     assert reads == [altered]
-    assert third.done == 1 and third.skipped == len(project.jobs) - 1
+    # altered bytes are not lipbatch's: left alone (exit 1) until --force restores the recorded take
+    assert third.blocked == 1 and third.skipped == len(project.jobs) - 1 and third.exit_code == EXIT_JOBS_FAILED
+    assert altered.read_bytes() != b"" and h.stats()["creates_total"] == len(project.jobs)
+    forced = await h.run(project, fast_options(force=True), environ=case.env)
+    assert forced.done == 1 and h.stats()["creates_total"] == len(project.jobs)

@@ -210,7 +210,7 @@ def test_newer_or_foreign_snapshot_is_refused(path: Path) -> None:
         _new(state, "k1")
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "format": STATE_FORMAT + 1}))
-    with pytest.raises(LipbatchError, match=r"newer lipbatch \(state format 2"):
+    with pytest.raises(LipbatchError, match=rf"newer lipbatch \(state format {STATE_FORMAT + 1}"):
         read_jobs(path)
     path.write_text("jobs:\n  - not json\n")
     with pytest.raises(LipbatchError, match=str(path)):
@@ -249,23 +249,23 @@ def test_closed_state_refuses_updates(path: Path) -> None:
 def test_uploads_are_reused_until_they_expire(path: Path) -> None:
     now = time.time()
     with State.open(path) as state:
-        state.record_upload("acct", "f" * 64, "asset-1")
-        state.record_upload("acct", "e" * 64, "asset-2", expires_at=now + 3600)
-        state.record_upload("acct", "d" * 64, "asset-3", expires_at=now - 1)
-        state.record_upload("acct", "c" * 64, "asset-4", expires_at=now + 5)  # about to vanish
-        assert state.upload("acct", "f" * 64).handle == "asset-1"
-        assert state.upload("other", "f" * 64) is None
-        assert state.upload("acct", "e" * 64).expires_at == now + 3600
-        assert state.upload("acct", "d" * 64) is None
-        assert state.upload("acct", "c" * 64) is None
+        state.record_upload("E acct", "acct", "f" * 64, "asset-1")
+        state.record_upload("E acct", "acct", "e" * 64, "asset-2", expires_at=now + 3600)
+        state.record_upload("E acct", "acct", "d" * 64, "asset-3", expires_at=now - 1)
+        state.record_upload("E acct", "acct", "c" * 64, "asset-4", expires_at=now + 5)  # about to vanish
+        assert state.upload("E acct", "acct", "f" * 64).handle == "asset-1"
+        assert state.upload("E other", "other", "f" * 64) is None
+        assert state.upload("E acct", "acct", "e" * 64).expires_at == now + 3600
+        assert state.upload("E acct", "acct", "d" * 64) is None
+        assert state.upload("E acct", "acct", "c" * 64) is None
     with State.open(path) as again:
-        assert again.upload("acct", "f" * 64).handle == "asset-1"
-        assert again.upload("acct", "e" * 64).handle == "asset-2"
-        assert ("acct", "d" * 64) not in again.uploads  # dropped at compaction
-        again.record_upload("acct", "f" * 64, "asset-1b")
-        assert again.upload("acct", "f" * 64).handle == "asset-1b"
+        assert again.upload("E acct", "acct", "f" * 64).handle == "asset-1"
+        assert again.upload("E acct", "acct", "e" * 64).handle == "asset-2"
+        assert ("E acct", "d" * 64) not in again.uploads  # dropped at compaction
+        again.record_upload("E acct", "acct", "f" * 64, "asset-1b")
+        assert again.upload("E acct", "acct", "f" * 64).handle == "asset-1b"
     with State.open(path) as third:
-        assert third.upload("acct", "f" * 64).handle == "asset-1b"
+        assert third.upload("E acct", "acct", "f" * 64).handle == "asset-1b"
 
 
 SECRET = "sk-live-7f3a9c1e5b"
@@ -276,9 +276,9 @@ def test_secrets_passed_by_mistake_never_reach_the_files(path: Path) -> None:
         _new(state, "k1")
         state.update("k1", status="failed", error=f"401: invalid token Bearer {SECRET}", error_kind="permanent")
         state.update("k1", result_url=f"https://cdn/x.mp4?key={SECRET}")
-        state.record_upload("acct", "f" * 64, f"asset-{SECRET}")
+        state.record_upload("E acct", "acct", "f" * 64, f"asset-{SECRET}")
         assert state.job("k1").error == f"401: invalid token Bearer {REDACTED}"
-        assert state.upload("acct", "f" * 64).handle == f"asset-{REDACTED}"
+        assert state.upload("E acct", "acct", "f" * 64).handle == f"asset-{REDACTED}"
         journal = journal_path(path).read_bytes()
     files = path.read_bytes() + journal
     assert SECRET.encode() not in files

@@ -21,12 +21,12 @@ from lipbatch.state import JobStatus, State, journal_path, lock_path, read_jobs
 HOLDER = """
 import sys, time
 from pathlib import Path
-from lipbatch import state as state_module
+from lipbatch.state import lock as state_lock_module
 from lipbatch.errors import StateLockedError
 from lipbatch.state import State
 if len(sys.argv) > 3:
-    real_check = state_module._pid_alive
-    state_module._pid_alive = lambda pid: time.sleep(0.2) or real_check(pid)
+    real_check = state_lock_module._pid_alive
+    state_lock_module._pid_alive = lambda pid: time.sleep(0.2) or real_check(pid)
 go = Path(sys.argv[2])
 if len(sys.argv) > 3:
     print("ready", flush=True)

@@ -63,13 +63,13 @@ def _drive(state: State, known: set, event: tuple) -> None:
             known.add(key)
         state.update(key, **fields, updated_at=stamp)
     else:
-        state.record_upload(*event[1:])
+        state.record_upload(f"E {event[1]}", *event[1:])
 
 
 def _observed(path: Path) -> dict:
     jobs = {k: {**dataclasses.asdict(r), "status": str(r.status)} for k, r in read_jobs(path).items()}
     with State.open(path) as state:
-        uploads = {k: (u.handle, u.expires_at) for k, u in state.uploads.items()}
+        uploads = {(u.account, u.sha256): (u.handle, u.expires_at) for u in state.uploads.values()}
     return {"jobs": jobs, "uploads": uploads}
 
 

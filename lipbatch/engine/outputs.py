@@ -1,0 +1,142 @@
+"""The output folder as lipbatch's own: which files it wrote, where superseded takes are kept.
+
+Rules (the campaign-lifecycle issue):
+
+- A file at an output path is lipbatch's when its sha256 is one the state
+  recorded for that path (a job's current take, or a superseded take). Any other
+  file there is the user's: it is never overwritten, and a job that would write
+  it is not submitted (``blocked``) unless ``--force``.
+- A new take (redo, a changed request, another endpoint, a lost output made
+  again) never destroys the old one: just before the new result is written, the
+  old file moves to ``takes/<path>.take<N><suffix>`` (``paths.take_path``), and
+  the state keeps that take's task id, cost and sha256 (``TakeRecord``).
+- Take numbers count per output path: a re-recorded line's job continues the
+  numbering of the job it replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import shutil
+import time
+from pathlib import Path
+
+from lipbatch.hashing import HashCache
+from lipbatch.model import Job
+from lipbatch.paths import take_path
+from lipbatch.state import JobRecord, JobStatus, State, TakeRecord
+
+
+class Outputs:
+    """Ownership checks and take keeping for one run's output folder."""
+
+    def __init__(self, output_dir: Path, state: State, hashes: HashCache) -> None:
+        self.dir = output_dir
+        self.state = state
+        self.hashes = hashes
+
+    def path(self, output: str) -> Path:
+        return self.dir / output
+
+    # -- ownership
+
+    def owners(self, output: str) -> list[JobRecord]:
+        return [record for record in self.state.jobs.values() if output in record.outputs]
+
+    def known_shas(self, output: str) -> set[str]:
+        shas = {r.output_sha256 for r in self.owners(output) if r.output_sha256}
+        shas.update(t.sha256 for t in self.state.takes_of(output) if t.sha256)
+        return shas
+
+    def sha(self, path: Path) -> str | None:
+        try:
+            if not path.is_file():
+                return None if not path.exists() else ""
+            return self.hashes.sha256(path)[0]
+        except OSError:
+            return ""
+
+    def foreign(self, output: str) -> bool:
+        """A file is at ``output`` whose bytes lipbatch never recorded there."""
+        sha = self.sha(self.path(output))
+        return sha is not None and sha not in self.known_shas(output)
+
+    def holds(self, output: str, record: JobRecord) -> bool:
+        """The file holds the record's take (re-read only when its size or mtime changed)."""
+        path = self.path(output)
+        try:
+            if record.output_size is not None and path.stat().st_size != record.output_size:
+                return False
+            return self.hashes.sha256(path)[0] == record.output_sha256
+        except OSError:
+            return False
+
+    # -- takes
+
+    def next_take(self, job: Job) -> int:
+        """One past every take made so far for any of the job's outputs."""
+        numbers = [r.take for out in job.outputs for r in self.owners(out)]
+        numbers += [t.take for out in job.outputs for t in self.state.takes_of(out)]
+        return max(numbers, default=0) + 1
+
+    def archive(self, record: JobRecord, reason: str, outputs: list[str] | None = None) -> None:
+        """Record ``record``'s current take as superseded (idempotent across a crash and rerun)."""
+        for output in outputs if outputs is not None else record.outputs:
+            if any(t.key == record.key and t.take == record.take for t in self.state.takes_of(output)):
+                continue
+            done = record.status is JobStatus.DONE and record.output_sha256 and not record.lost
+            self.state.record_take(TakeRecord(
+                output=output, take=record.take, key=record.key, endpoint=record.endpoint, task_id=record.task_id,
+                credits=record.credits, sha256=record.output_sha256 if done else None,
+                size=record.output_size if done else None, kept=take_path(output, record.take) if done else None,
+                reason=reason, at=time.time()))
+
+    def make_room(self, output: str, key: str, *, force: bool) -> bool:
+        """Before a new take is written at ``output``: move lipbatch's old take aside.
+
+        Returns False when a file lipbatch did not write is there (and not ``force``).
+        """
+        path = self.path(output)
+        sha = self.sha(path)
+        if sha is None:
+            return True
+        for record in self.owners(output):
+            if record.key != key and record.output_sha256 == sha:
+                self.archive(record, "changed", [output])
+                self.state.update(record.key, outputs=[o for o in record.outputs if o != output])
+        for take in self.state.takes_of(output):
+            if take.sha256 == sha and take.kept:
+                kept = self.path(take.kept)
+                if not kept.exists():
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, kept)
+                    self.hashes.remember(kept, sha)
+                else:
+                    path.unlink()
+                return True
+        current = self.state.job(key)
+        if current is not None and current.output_sha256 == sha:
+            return True
+        return force
+
+
+def remove_partial_files(folder: Path) -> None:
+    """Delete temp files (``.<name>.<random>.part``) a killed run left; the state lock makes them ours."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and name.endswith(".part"):
+                Path(root, name).unlink(missing_ok=True)
+
+
+def copy_file(source: Path, dest: Path) -> None:
+    """Copy atomically (temp file + fsync + rename), so a crash never leaves a half output."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{_secrets.token_hex(6)}.part")
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,303 @@
+"""The engine's core: one trio nursery, one task per job that still needs work.
+
+Per job, by recorded status (``state.JobStatus``), made by *this* endpoint:
+
+- none / refused submission: upload, take a slot, record intent, create, record the task id
+  (``submit.py``); poll until terminal (``wait.py``); download and record DONE (``fetch.py``).
+- DONE: skipped when an output holds the recorded sha256 (no HTTP at all); outputs missing
+  beside a verified one are copied; none verified -> restored from the provider (fresh URL),
+  or marked ``output lost`` when the provider no longer has it (never FAILED).
+- DONE with ``redo`` set (``lipbatch redo``), a record another endpoint made, or a lost output
+  with ``--regenerate-missing``: a new take; the old one is kept (``outputs.py``).
+- SUBMITTING after a crash: ``find_task`` by the job's reference where the provider can be
+  searched; otherwise UNKNOWN, resubmitted only with ``resubmit_unknown``.
+- FAILED: resubmitted only with ``retry_failed``, never for moderation. A job that failed by
+  timeout or transient errors *while polling* still has a live, paid task: any rerun polls it.
+- An output path holding a file lipbatch did not write blocks its job before anything is paid.
+
+Readings where the issues left room:
+
+- Out of credits stops new submissions on that account; its unsubmitted jobs count as
+  ``not_run`` (a rerun after a top-up picks them up, no flag needed).
+- ``--fail-fast`` stops new submissions everywhere after the first failure and lets tasks
+  already paid for finish and download. ``max_jobs`` caps jobs in flight across accounts.
+- HTTP 401 (credentials rejected) fails the job and stops the account.
+- What a provider says in seconds (Retry-After, ETAs, URL expiry) is real time and honoured as
+  given; ``time_scale`` scales only the runner's own constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
+from lipbatch.engine.control import OUTCOMES, JobEnded
+from lipbatch.engine.fetch import FetchPhase
+from lipbatch.engine.options import Event, RunOptions, RunSummary, Sink
+from lipbatch.engine.outputs import Outputs, copy_file, remove_partial_files
+from lipbatch.engine.submit import SubmitPhase
+from lipbatch.engine.wait import AwaitPhase
+from lipbatch.errors import ProviderError, TransientError
+from lipbatch.hashing import HashCache
+from lipbatch.model import Job, Project
+from lipbatch.state import REFUSED, JobRecord, JobStatus, State
+
+_REPOLL_KINDS = ("timeout", "transient")
+
+
+@dataclass
+class _Plan:
+    """What the pre-pass decided for one job (``job`` carries the take it makes)."""
+
+    action: str  # "skip" | "copy" | "work" | "restore" | "lost" | "blocked"
+    job: Job
+    source: Path | None = None
+    targets: tuple[str, ...] = ()
+    reason: str | None = None
+    new_take: str | None = None  # why the current take is superseded before submitting
+
+
+class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
+    """One run of one project; use ``run_project``."""
+
+    def __init__(self, project: Project, options: RunOptions, state: State, *, transport: httpx.AsyncBaseTransport,
+                 environ: Mapping[str, str], sink: Sink | None, stop: trio.Event | None) -> None:
+        self.project = project
+        self.options = options
+        self.state = state
+        self.transport = transport
+        self.environ = environ
+        self.secrets: dict[str, dict[str, str]] = {}
+        self.sink = sink
+        self.stop = stop if stop is not None else trio.Event()
+        self.summary = RunSummary(total=len(project.jobs))
+        self.scale = options.time_scale
+        self.backoff = options.backoff.scaled(self.scale)
+        self.busy_backoff = options.busy_backoff.scaled(self.scale)
+        self.halted: str | None = None
+        self.accounts: dict[str, AccountRun] = {}
+        self.global_slots = trio.CapacityLimiter(options.max_jobs) if options.max_jobs else None
+        self._uploading: dict[tuple[str, str], trio.Event] = {}
+        self._credits_seen: dict[str, float] = {}  # job key -> credits counted in this run
+        self._upload_errors: dict[tuple[str, str], ProviderError] = {}
+        self._clients: list[httpx.AsyncClient] = []
+        self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
+        self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
+        self.outputs = Outputs(project.output_dir, state, self.hashes)
+
+    # -- events
+
+    def emit(self, type: str, job: Job | None = None, *, account: str | None = None, message: str | None = None,
+             **data: Any) -> None:
+        if self.sink is None:
+            return
+        scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
+        data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
+        try:
+            self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
+                            output=job.output if job else None, message=message and scrub(message), data=data))
+        except OSError:  # the reader went away (a closed pipe): the run goes on, unobserved
+            self.sink = None
+
+    def emit_account(self, acct: AccountRun) -> None:
+        self.emit("account", account=acct.account.name, kind=acct.account.kind, limit=acct.limiter.limit,
+                  cap=acct.limiter.cap, in_use=acct.limiter.in_use, in_flight=acct.in_flight, done=acct.done,
+                  failed=acct.failed, credits=acct.credits, stopped=acct.stopped)
+
+    async def run(self) -> RunSummary:
+        plans = await trio.to_thread.run_sync(self._prepass)
+        work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in ("work", "restore")]
+        for job in self.project.jobs:
+            plan = plans[job.key]
+            if plan.action not in ("work", "restore"):
+                self._settled_before(job, plan)
+        self.emit("run_started", jobs=len(self.project.jobs), to_do=len(work), skipped=self.summary.skipped)
+        if work:
+            needed = {plan.job.account for plan in work}
+            self.secrets = resolve_secrets({name: self.project.accounts[name] for name in sorted(needed)},
+                                           sandbox=self.options.sandbox, environ=self.environ)
+            await self._run_work(work)
+        await trio.to_thread.run_sync(self.hashes.save)
+        self.emit("run_finished", output_dir=str(self.project.output_dir), state_file=str(self.project.state_path),
+                  **self.summary.to_json())
+        return self.summary
+
+    async def _run_work(self, work: list[_Plan]) -> None:
+        try:
+            self._open_accounts([plan.job for plan in work])
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_stop, nursery.cancel_scope)
+                async with trio.open_nursery() as jobs:
+                    ordered = {plan.job.key: plan for plan in work}
+                    for job in self._resumed_first([plan.job for plan in work]):
+                        jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
+                nursery.cancel_scope.cancel()
+        finally:
+            for client in self._clients:
+                await client.aclose()
+        cancelled = self.summary.total - sum(getattr(self.summary, outcome) for outcome in OUTCOMES)
+        self.summary.not_run += cancelled
+        if self.stop.is_set():
+            self.summary.interrupted = True
+
+    async def _watch_stop(self, scope: trio.CancelScope) -> None:
+        await self.stop.wait()
+        self.halted = "interrupted"
+        self.emit("interrupted", message="stopping: no new submissions; state is recorded")
+        scope.cancel()
+
+    async def _job_task(self, plan: _Plan) -> None:
+        job = plan.job
+        acct = self.accounts[job.account]
+        try:
+            await self._drive(plan, acct)
+            raise JobEnded("done")
+        except JobEnded as ended:
+            self._count(job, acct, ended)
+        except TransientError as exc:  # e.g. an upload or reconcile that kept failing: a rerun retries
+            self._count(job, acct, JobEnded("not_run", str(exc)))
+        except ProviderError as exc:  # e.g. an upload the provider refused: ends only this job
+            self._stop_if_refused(acct, exc)
+            self._count(job, acct, JobEnded("failed", str(exc)))
+        finally:
+            self._give_slot(job, acct)
+
+    def _count(self, job: Job, acct: AccountRun | None, ended: JobEnded) -> None:
+        outcome = ended.outcome
+        setattr(self.summary, outcome, getattr(self.summary, outcome) + 1)
+        if outcome == "done" and acct is not None:
+            acct.done += 1
+        elif outcome in ("failed", "unknown", "lost", "blocked"):
+            if outcome == "failed" and acct is not None:
+                acct.failed += 1
+            self.summary.failures[job.output] = self.state.scrub(ended.reason or outcome)
+            self.emit(f"job_{outcome}", job, message=ended.reason)
+            if self.options.fail_fast and self.halted is None:
+                self.halted = "fail-fast"
+                self.emit("halted", message=f"--fail-fast: no new submissions after {job.output} failed")
+        elif outcome == "not_run":
+            self.emit("job_not_run", job, message=ended.reason)
+        if acct is not None:
+            self.emit_account(acct)
+
+    # -- pre-pass: what is already settled (no HTTP)
+
+    def _prepass(self) -> dict[str, _Plan]:
+        remove_partial_files(self.project.output_dir)
+        return {job.key: self._decide(job) for job in self.project.jobs}
+
+    def _decide(self, job: Job) -> _Plan:
+        record = self.state.job(job.key)
+        endpoint = self.project.accounts[job.account].endpoint
+        if record is not None and not record.made_by(endpoint):
+            return self._new_take(job, "endpoint")
+        if record is None:
+            return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
+        job = dataclasses.replace(job, take=record.take)
+        if record.status is not JobStatus.DONE or not record.output_sha256:
+            return _Plan("work", job)
+        if record.redo:
+            return self._new_take(job, record.redo)
+        if any(self.options.rejected.get(out) == record.output_sha256 for out in job.outputs):
+            return self._new_take(job, "rejected")
+        verified = [name for name in dict.fromkeys([*job.outputs, *record.outputs])
+                    if self.outputs.holds(name, record)]
+        missing = tuple(name for name in job.outputs if name not in verified)
+        if verified:
+            source = self.outputs.path(verified[0])
+            for name in missing:
+                if not self.outputs.make_room(name, job.key, force=self.options.force):
+                    return _Plan("blocked", job, reason=self._foreign_reason(name))
+                copy_file(source, self.outputs.path(name))
+            return _Plan("copy" if missing else "skip", job, source=source, targets=missing)
+        if record.lost:
+            if self.options.regenerate_missing:
+                return self._new_take(job, "lost")
+            return _Plan("lost", job, reason=f"{record.error}; --regenerate-missing or `lipbatch redo` pays again")
+        return self._unless_blocked(job, _Plan("restore", job))
+
+    def _new_take(self, job: Job, reason: str) -> _Plan:
+        job = dataclasses.replace(job, take=self.outputs.next_take(job))
+        return self._unless_blocked(job, _Plan("work", job, new_take=reason))
+
+    def _unless_blocked(self, job: Job, plan: _Plan) -> _Plan:
+        """No money for a job whose output path holds a file lipbatch did not write (unless --force)."""
+        if not self.options.force:
+            for output in job.outputs:
+                if self.outputs.foreign(output):
+                    return _Plan("blocked", job, reason=self._foreign_reason(output))
+        return plan
+
+    def _foreign_reason(self, output: str) -> str:
+        return (f"{self.outputs.path(output)} holds a file lipbatch did not write; it is left alone and nothing "
+                "was submitted: move it away, or --force replaces it")
+
+    def _settled_before(self, job: Job, plan: _Plan) -> None:
+        if plan.action in ("lost", "blocked"):
+            self._count(job, None, JobEnded(plan.action, plan.reason))
+            return
+        record = self.state.job(job.key)
+        assert record is not None
+        if plan.action == "copy":
+            self.state.update(job.key, outputs=sorted({*record.outputs, *job.outputs}))
+            self.emit("job_copied", job, source=str(plan.source), targets=list(plan.targets))
+        else:
+            self.emit("job_skipped", job)
+        self.summary.skipped += 1
+
+    def _start_new_take(self, job: Job, acct: AccountRun, record: JobRecord, reason: str) -> None:
+        """Keep the current take in the state's history; the record starts over as "nothing created"."""
+        self.outputs.archive(record, reason)
+        self.state.update(job.key, status=JobStatus.SUBMITTING, error_kind=REFUSED, error=f"new take ({reason})",
+                          task_id=None, output_sha256=None, output_size=None, credits=None, result_url=None,
+                          result_expires_at=None, take=job.take, endpoint=acct.endpoint, redo=None, attempts=0)
+        self.emit("job_new_take", job, take=job.take, reason=reason)
+
+    # -- one job
+
+    async def _drive(self, plan: _Plan, acct: AccountRun) -> None:
+        job = plan.job
+        record = self.state.job(job.key)
+        if plan.new_take is not None and record is not None:
+            self._start_new_take(job, acct, record, plan.new_take)
+            record = self.state.job(job.key)
+        elif plan.action == "restore" and record is not None and record.task_id:
+            await self._fetch(job, acct, record.task_id, record.result_url, record.result_expires_at, restoring=True)
+            return
+        status = record.status if record else None
+        task_id = record.task_id if record else None
+
+        if status is JobStatus.FAILED:
+            assert record is not None
+            if not (task_id and record.error_kind in _REPOLL_KINDS):  # a live, paid task is just polled again
+                if not self.options.retry_failed:
+                    raise JobEnded("failed", f"{record.error} (failed in an earlier run; --retry-failed retries)")
+                if record.error_kind == "moderation":
+                    raise JobEnded("failed", f"{record.error} (moderation failures are never retried)")
+                task_id = None
+        elif status is JobStatus.UNKNOWN and not self.options.resubmit_unknown:
+            raise JobEnded("unknown", "earlier create request's outcome is unknown; --resubmit-unknown resubmits")
+        elif status is JobStatus.SUBMITTING:
+            assert record is not None
+            if not record.no_task_exists:
+                task_id = await self._reconcile(job, acct)
+        elif status in (JobStatus.SUCCEEDED, JobStatus.DONE) and task_id:
+            await self._fetch(job, acct, task_id, record.result_url, record.result_expires_at)
+            return
+
+        if task_id is None:
+            task_id, first = await self._submit(job, acct)
+        else:
+            first = None
+            if not acct.limiter.holds(job.key):
+                await self._take_slot(job, acct)
+            self.state.update(job.key, status=JobStatus.IN_FLIGHT, error=None, error_kind=None)
+        final = await self._await_result(job, acct, task_id, first)
+        await self._fetch(job, acct, task_id, final.result_url, final.result_expires_at)

@@ -1,0 +1,117 @@
+"""Await phase: poll a task until it is terminal, guided by the provider's ETA or progress.
+
+The slot is released the moment the task is terminal. A timeout or exhausted
+transient retries while polling fail the job for this run (error_kind
+"timeout"/"transient") but keep its task id for re-polling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from lipbatch.engine.accounts import AccountRun
+from lipbatch.engine.control import JobEnded
+from lipbatch.errors import NotFoundError, OutOfCreditsError, PermanentError, TransientError
+from lipbatch.model import Job
+from lipbatch.providers.base import Phase, TaskState
+from lipbatch.state import JobStatus
+
+
+class AwaitPhase:
+    """Mixin of ``Runner``: from a recorded task id to a terminal ``TaskState``."""
+
+    async def _await_result(self, job: Job, acct: AccountRun, task_id: str, first: TaskState | None) -> TaskState:
+        """Poll until the task is terminal; the slot is released as soon as it is."""
+        deadline = trio.current_time() + self.options.job_timeout * self.scale
+        sampler = ProgressSampler()
+        interval = self.options.poll_min * self.scale
+        task = first
+        if task is None or task.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+            wait = self._next_wait(task, sampler, interval) if task else 0.0
+            while True:
+                if wait:
+                    await trio.sleep(min(wait, max(0.0, deadline - trio.current_time())))
+                if trio.current_time() >= deadline:
+                    self._give_slot(job, acct)
+                    self.state.update(job.key, status=JobStatus.FAILED, error_kind="timeout",
+                                      error=f"no result within {self.options.job_timeout:g} s")
+                    raise JobEnded("failed", "timed out waiting for the provider (task kept; "
+                                              "--retry-failed polls it again)")
+                task = await self._poll(job, acct, task_id)
+                if task.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                    break
+                self.emit("job_progress", job, phase=str(task.phase), progress=task.progress,
+                          raw_status=task.raw_status)
+                interval = min(interval * 1.5, self.options.poll_max * self.scale)
+                wait = self._next_wait(task, sampler, interval)
+        self._give_slot(job, acct)
+        if task.phase is Phase.FAILED:
+            self._note_credits(job, acct, task.credits)
+            error = task.error or PermanentError("the provider reported failure without a reason")
+            if isinstance(error, OutOfCreditsError):
+                self._stop_account(acct, f"out of credits: {error.message}")
+                self._fail(job, error, "out_of_credits")
+            self._fail(job, error)
+        self._note_credits(job, acct, task.credits, status=JobStatus.SUCCEEDED, result_url=task.result_url,
+                           result_expires_at=task.result_expires_at)
+        self.emit("job_succeeded", job, task_id=task_id)
+        return task
+
+    async def _poll(self, job: Job, acct: AccountRun, task_id: str) -> TaskState:
+        try:
+            return await self._call(acct, lambda: acct.client.poll(task_id))
+        except TransientError as exc:
+            self._give_slot(job, acct)
+            self.state.update(job.key, status=JobStatus.FAILED, error_kind="transient", error=str(exc))
+            raise JobEnded("failed", f"polling failed repeatedly ({exc}); task kept, --retry-failed "
+                                      "polls it again") from exc
+        except NotFoundError as exc:
+            self._give_slot(job, acct)
+            self._fail(job, NotFoundError(f"task {task_id} is unknown to the provider: {exc.message}",
+                                          status=exc.status))
+        except PermanentError as exc:
+            self._give_slot(job, acct)
+            self._fail(job, exc)
+        raise AssertionError("unreachable")
+
+    def _next_wait(self, state: TaskState, sampler: ProgressSampler, interval: float) -> float:
+        """Follow the provider's ETA or progress rate when it gives one, else back off."""
+        low, high = self.options.poll_min * self.scale, self.options.poll_max * self.scale
+        guess: float | None = None
+        if state.eta_seconds:
+            guess = state.eta_seconds  # the provider's seconds are real ones (the sandbox scales its own)
+        elif state.phase is Phase.RUNNING and state.progress is not None:
+            guess = sampler.remaining(state.progress)
+        if guess is None:
+            guess = interval
+        return min(high, max(low, guess))
+
+    def _note_credits(self, job: Job, acct: AccountRun, credits: float | None, **fields: Any) -> None:
+        """Record the provider's reported credits (with ``fields``, in one durable write)."""
+        if credits is None:
+            if fields:
+                self.state.update(job.key, **fields)
+            return
+        self.state.update(job.key, credits=credits, **fields)
+        acct.credits += credits - self._credits_seen.get(job.key, 0.0)
+        self._credits_seen[job.key] = credits
+        self.summary.credits[acct.account.name] = acct.credits
+
+
+class ProgressSampler:
+    """Estimates time left from how fast ``progress`` moves between polls."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, float] | None = None
+
+    def remaining(self, progress: float) -> float | None:
+        now = trio.current_time()
+        if self.first is None or progress < self.first[1]:
+            self.first = (now, progress)
+            return None
+        elapsed, gained = now - self.first[0], progress - self.first[1]
+        if gained <= 0 or elapsed <= 0:
+            return None
+        return (1.0 - progress) * elapsed / gained
