@@ -12,9 +12,10 @@ is not an output, is refused at validation, at the job's ``output`` (or at
   too. The whole path, output folder included, plus those 19 bytes must stay
   under ``PATH_MAX`` (4,096 bytes with its terminating NUL).
 - No output may be a folder of another (``x.mp4`` and ``x.mp4/y.mp4``), sit
-  under ``takes/`` (``paths.TAKES_DIR``, where earlier takes are kept), or be,
-  or lie inside, the manifest, an input file, the state file or a file
-  lipbatch keeps beside it (``paths.campaign_files`` and the hash cache).
+  under ``takes/`` or ``review/`` (``paths.TAKES_DIR``, where earlier takes are
+  kept, and ``paths.REVIEW_DIR``), or be, or lie inside, the manifest, an
+  input file, the state file or a file lipbatch keeps beside it
+  (``paths.campaign_files``, and the hash cache wherever it lives).
 - The output folder may not be ``/``, the user's home folder (or above it),
   the manifest's folder (or above it), a folder that holds the state file, or
   a folder inside one of lipbatch's side files; it may not exist as a file,
@@ -41,7 +42,7 @@ from lipbatch.manifest.context import Context
 from lipbatch.manifest.inputs import InputFiles
 from lipbatch.manifest.load import file_kind
 from lipbatch.manifest.problems import JsonPath, did_you_mean, format_path, quote
-from lipbatch.paths import TAKES_DIR, campaign_files
+from lipbatch.paths import REVIEW_DIR, TAKES_DIR, campaign_files
 
 if TYPE_CHECKING:
     from lipbatch.manifest.expand import Cell
@@ -51,6 +52,7 @@ NAME_MAX = 255
 PATH_MAX = 4096
 PART_EXTRA = len(".") + len(".") + 12 + len(".part")  # download.py's ".<name>.<token_hex(6)>.part"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_RESERVED = {TAKES_DIR: "earlier takes of replaced outputs", REVIEW_DIR: "the review page (`lipbatch review`)"}
 
 
 def control_character(text: str) -> str | None:
@@ -121,7 +123,7 @@ class Outputs:
                 continue
             if not stat.S_ISREG(mode):
                 self.ctx.add(("state_file",), f"{quote(str(file))} exists and is {file_kind(mode)}, not a regular "
-                                              f"file: lipbatch keeps its state there", once=("state-kind", file))
+                                              f"file: lipbatch keeps its state (or its hash cache) there", once=("state-kind", file))
 
     def refuse(self, where: JsonPath, message: str) -> None:
         self.dir_usable = False
@@ -219,9 +221,9 @@ class Outputs:
         control = control_character(output)
         if control:
             return "control", f"has the control character {control}: file names cannot hold control characters"
-        if parts[0].casefold() == TAKES_DIR:
-            return "takes", (f"is under '{TAKES_DIR}/', which lipbatch reserves for earlier takes of replaced "
-                             f"outputs: start the template with another folder")
+        if parts[0].casefold() in _RESERVED:
+            return "reserved", (f"is under '{parts[0]}/', which lipbatch reserves for "
+                                f"{_RESERVED[parts[0].casefold()]}: start the template with another folder")
         for part in parts[:-1]:
             if len(part.encode()) > NAME_MAX:
                 return "name", (f"has a folder name of {len(part.encode())} bytes; file systems take at most "

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipbatch.hashing import cache_path_for
+
 Build = Callable[[Path], Path]
 
 HEAD = """version: 1
@@ -280,6 +282,15 @@ def _dir_link(name: str, target: str) -> Callable[[Path], None]:
     return make
 
 
+def _fifo_cache(state: str) -> Callable[[Path], None]:
+    def make(root: Path) -> None:
+        cache = cache_path_for((root / state).resolve())
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(cache)
+
+    return make
+
+
 def _out(setting: str, *, mark: bool = True) -> str:
     return f"output_dir: {setting}{'   # <-' * mark}\n"
 
@@ -303,10 +314,11 @@ OUTPUTS = [
                                               "scripts: [hi], output: 'x.mp4/{clip}.mp4'}   # <-\n"),
          "$.jobs[1].output", "needs a folder 'X.mp4'"),
     Case("output-under-takes", text(with_job("takes/{clip}.mp4")), "$.jobs[0].output", "reserves for earlier takes"),
+    Case("output-under-review", text(with_job("Review/{clip}.mp4")), "$.jobs[0].output", "reserves for the review"),
     Case("output-under-takes-by-field", text(with_job("{clip}/x.mp4").replace(
         "  anna: {video: media/anna.mp4}", "  Takes: {video: media/anna.mp4}").replace("clips: [anna]",
                                                                                      "clips: [Takes]")),
-         "$.jobs[0].output", "is under 'takes/'"),
+         "$.jobs[0].output", "is under 'Takes/'"),
     Case("output-dir-is-root", text(with_job("v/{clip}.mp4", head=_out("/"))), "$.output_dir", "is the root folder"),
     Case("output-dir-is-manifest-folder", text(with_job("v/{clip}.mp4", head=_out("."))), "$.output_dir",
          "holds the manifest"),
@@ -332,9 +344,6 @@ OUTPUTS = [
     Case("output-overwrites-rehearsal-journal", text(with_job("back/m.lipbatch-state.sandbox.json.journal",
                                                               head=_out("out", mark=False)), before=_dir_link("out/back", ".")),
          "$.jobs[0].output", "lipbatch's own 'm.lipbatch-state.sandbox.json.journal'"),
-    Case("output-overwrites-hash-cache", text(with_job("back/m.lipbatch-state.json.hashes.json", head=_out("out", mark=False)),
-                                              before=_dir_link("out/back", ".")),
-         "$.jobs[0].output", "lipbatch's own 'm.lipbatch-state.json.hashes.json'"),
     Case("output-inside-state-side-folder", text(with_job("back/m.lipbatch-state.json.world/{clip}.mp4",
                                                           head=_out("out", mark=False)), before=_dir_link("out/back", ".")),
          "$.jobs[0].output", "would go inside lipbatch's own 'm.lipbatch-state.json.world'"),
@@ -354,7 +363,7 @@ OUTPUTS = [
     Case("state-file-is-the-manifest", text(with_job("v/{clip}.mp4", head="state_file: m.yaml   # <-\n")),
          "$.state_file", "is the manifest: lipbatch would overwrite it"),
     Case("hash-cache-is-a-fifo", text(with_job("v/{clip}.mp4", head="state_file: s.json   # <-\n"),
-                                      before=lambda root: os.mkfifo(root / "s.json.hashes.json")),
+                                      before=_fifo_cache("s.json")),
          "$.state_file", "is a FIFO (named pipe), not a regular file"),
 ]
 
