@@ -15,7 +15,7 @@ Passes, every problem collected before anything is reported (``problems``):
 """
 
 from lipbatch.manifest.expand import ACT_TWO_SECONDS, MAX_OUTPUTS, TTS_CHARS_PER_SECOND, job_key
-from lipbatch.manifest.load import MAX_ALIAS_NODES, MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_NODES
+from lipbatch.manifest.load import MAX_ALIAS_NODES, MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_NODES, read_document
 from lipbatch.manifest.outputs import TEMPLATE_FIELDS
 from lipbatch.manifest.problems import MAX_PROBLEMS, ManifestProblems, Problem, did_you_mean, format_path
 from lipbatch.manifest.project import default_paths, load_project
@@ -26,5 +26,5 @@ __all__ = [
     "ACT_TWO_SECONDS", "DEFAULT_CONCURRENCY", "MAX_ALIAS_NODES", "MAX_DEPTH", "MAX_MANIFEST_BYTES", "MAX_NODES",
     "MAX_OUTPUTS", "MAX_PROBLEMS", "MAX_TEXT_CHARS", "TEMPLATE_FIELDS", "TEXT_CHARS_BY_KIND",
     "TTS_CHARS_PER_SECOND", "ManifestProblems", "Problem", "default_paths", "did_you_mean", "format_path",
-    "job_key", "load_project", "pixverse_speakers",
+    "job_key", "load_project", "pixverse_speakers", "read_document",
 ]

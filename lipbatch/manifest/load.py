@@ -41,7 +41,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lipbatch.manifest.credentials import ROLE, in_credentials
-from lipbatch.manifest.problems import JsonPath, quote
+from lipbatch.manifest.problems import JsonPath, Report, TooManyProblems, quote
 
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
 MAX_NODES = 200_000
@@ -353,3 +353,22 @@ def parse_yaml(text: str, pos: Positions, add: Add) -> tuple[Any, set[JsonPath]]
         if loader is not None:
             loader.dispose()
     return None, refused
+
+
+def read_document(path: Path) -> Any:
+    """The manifest as plain data under every limit above (no schema, no checks); raises ``ManifestProblems``.
+
+    For commands that only need a section of a manifest (``lipbatch voices -m``) and must not
+    read it with a plain ``yaml.safe_load``, which has none of these limits.
+    """
+    report = Report(str(path))
+    data = None
+    try:
+        text = read_manifest(Path(path), report.add)
+        if text is not None:
+            data, _refused = parse_yaml(text, Positions(), report.add)
+    except TooManyProblems:
+        pass
+    if report:
+        raise report.error()
+    return data

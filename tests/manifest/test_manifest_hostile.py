@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hostile import CASES, SECRET, VALID, Case
+from hostile import CASES, SECRET, VALID, Case, one_line_bomb
 
 from lipbatch.errors import EXIT_INVALID
-from lipbatch.manifest import expand, load, problems
+from lipbatch.manifest import ManifestProblems, expand, load, problems, read_document
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +125,14 @@ def test_secret_never_reaches_the_problems(project_dir: Path, run_cli):
         assert result.code == EXIT_INVALID
         assert SECRET not in result.out + result.err
         assert SECRET[:12] not in result.out + result.err
+
+
+def test_read_document_has_the_same_limits(project_dir: Path):
+    (project_dir / "m.yaml").write_text(VALID)
+    assert read_document(project_dir / "m.yaml")["providers"]["mh"] == {"kind": "magichour-lipsync"}
+    (project_dir / "b.yaml").write_text("version: 1\n" + one_line_bomb("lol", "x") + "\n")
+    with pytest.raises(ManifestProblems) as bomb:
+        read_document(project_dir / "b.yaml")
+    assert [(p.line, p.message[:30]) for p in bomb.value.details] == [(2, "aliases expand to more than 10")]
+    with pytest.raises(ManifestProblems, match="is a character device"):
+        read_document(Path("/dev/zero"))
