@@ -102,9 +102,9 @@ class Outputs:
         elif odir in self.state_path.parents:
             self.refuse(where, f"{named} {shown} holds the state file {quote(str(self.state_path))}: keep the state "
                                f"beside the outputs, not among them")
-        elif any(f == odir or f in odir.parents for f in side):
-            self.refuse(where, f"{named} {shown} lies inside {quote(str(next(f for f in side if f == odir or f in odir.parents)))}, "
-                               f"which lipbatch keeps beside the state file")
+        elif owner := next((f for f in side if f == odir or f in odir.parents), None):
+            self.refuse(where, f"{named} {shown} lies inside {quote(str(owner))}, which lipbatch keeps beside the "
+                               f"state file")
         blocker = self._blocker(odir)
         if blocker:
             self.refuse(where, f"{named} {shown} cannot be created: {blocker}")
@@ -123,7 +123,7 @@ class Outputs:
                 continue
             if not stat.S_ISREG(mode):
                 self.ctx.add(("state_file",), f"{quote(str(file))} exists and is {file_kind(mode)}, not a regular "
-                                              f"file: lipbatch keeps its state (or its hash cache) there", once=("state-kind", file))
+                                              f"file: lipbatch keeps its state (or its hash cache) there")
 
     def refuse(self, where: JsonPath, message: str) -> None:
         self.dir_usable = False
