@@ -170,6 +170,8 @@ STRUCTURE = [
     Case("deep-alias-chain", text("version: 1\nc: [&c0 [x], " + ", ".join(f"&c{n} [*c{n - 1}]" for n in range(1, 80))
                                   + "]\n"), "$.c", "nested more than 64 levels deep (through aliases)", line=2,
          path_prefix=True),
+    Case("too-many-alias-uses", text("version: 1\na: &a x\nclips: [" + ", ".join(["*a"] * 30_000) + "]\n"), "$",
+         "more than 20,000 values", line=3),
     Case("too-many-values", text("version: 1\nclips: [" + ", ".join(["a"] * 30_000) + "]\n"), "$",
          "more than 20,000 values", line=2),
     Case("too-many-problems", text(HEAD + LINES + "jobs: [" + ", ".join(["a"] * 80) + "]\n"), "$.jobs",

@@ -60,6 +60,8 @@ WORST = {
         ["*big"] * 60) + "]\n"), ":3:", "aliases expand to more than 100,000 values"),
     "200k-values": (_write("version: 1\nclips: [" + ", ".join(["a"] * 250_000) + "]\n"), ":2:",
                     "more than 200,000 values"),
+    "2-million-alias-uses": (_write("version: 1\na: &a x\nclips: [" + ", ".join(["*a"] * 2_000_000) + "]\n"),
+                             ":3:", "more than 200,000 values"),
     "11-MiB-file": (_huge, ":1:1:", "manifests of at most 10 MiB"),
     "dev-zero": (lambda root: Path("/dev/zero"), ":1:1:", "is a character device"),
     "fifo": (_fifo, ":1:1:", "is a FIFO (named pipe)"),
