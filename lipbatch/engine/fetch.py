@@ -41,6 +41,7 @@ class FetchPhase:
     async def _fetch(self, job: Job, acct: AccountRun, task_id: str, url: str | None,
                      expires_at: float | None, *, restoring: bool = False) -> None:
         """Download into the first output, copy to the others, record DONE."""
+        await self.state.flush()  # a task that finished at once: its id is on disk before the download
         for output in job.outputs:
             if not await trio.to_thread.run_sync(
                     lambda output=output: self.outputs.make_room(output, job.key, force=self.options.force)):

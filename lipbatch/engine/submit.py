@@ -95,6 +95,7 @@ class SubmitPhase:
                     self._gate(acct, job)
                     attempts = self._reserve(job, acct)
                     with trio.CancelScope(shield=True):
+                        await self.state.flush()  # intent and reservation on disk before the request that may cost
                         submission = await self._post(job, acct, body)
             except NoRoom as room:
                 self._give_slot(job, acct)
