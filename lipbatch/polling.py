@@ -48,7 +48,7 @@ MAX_WINDOW_POLLS = 6  # a wide (young) prediction widens the spacing instead of 
 CHECK_IN_AFTER = 120.0  # a window further off gets one check-in halfway (an early failure frees the slot)
 SPREAD_K = 2.5  # window edges at K robust standard deviations of the precise samples
 EARLY_FLOOR, LATE_FLOOR = 0.03, 0.08  # the window reaches at least 3 % before, 8 % after the prediction
-PRECISE = 0.1  # intervals at most this wide (relative) measure the jitter between jobs
+PRECISE = 2 * LAG_TARGET  # intervals this narrow (two dense steps) measure the jitter between jobs
 HISTORY = 16  # samples kept per (account, kind): one outlier is under 10 %; recent enough to follow drift
 BACKOFF_FACTOR = 1.5
 
@@ -75,6 +75,7 @@ class Prediction:
     earliest: float
     latest: float
     samples: int
+    settled: bool = False  # two or more jobs were bracketed within two dense steps
 
     @property
     def spread(self) -> float:
@@ -114,7 +115,8 @@ class CompletionModel:
         if fit is None:
             fit = self._fits[(account, kind, by_length)] = _Fit.of(series, by_length)
         base = fit.expected(input_seconds) if by_length and input_seconds else 1.0
-        return Prediction(fit.center * base, max(0.0, fit.earliest * base), fit.latest * base, len(series))
+        return Prediction(fit.center * base, max(0.0, fit.earliest * base), fit.latest * base, len(series),
+                          fit.settled)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": 1, "series": [
@@ -152,6 +154,7 @@ class _Fit:
     center: float
     earliest: float
     latest: float
+    settled: bool
 
     @classmethod
     def of(cls, series: Sequence[Sample], by_length: bool) -> _Fit:
@@ -160,15 +163,21 @@ class _Fit:
         ratios = [(s.low / b, s.high / b) for s in used for b in [expected(s.input_seconds or 0.0)]]
         masses = _npmle(ratios)
         center = _quantile(masses, 0.5)
-        precise = [(a + b) / 2 for a, b in ratios if b - a <= PRECISE * center]
-        if len(precise) >= 3:  # finely bracketed jobs: their scatter is the jitter between jobs
-            jitter = 1.4826 * statistics.median(abs(x - statistics.median(precise)) for x in precise)
+        precise = [(a, b) for a, b in ratios if b - a <= PRECISE * center]
+        if len(precise) >= 2:  # finely bracketed jobs: their scatter is the jitter between jobs
+            mids = [(a + b) / 2 for a, b in precise]
+            jitter = 1.4826 * statistics.median(abs(x - statistics.median(mids)) for x in mids)
             earliest = center - max(SPREAD_K * jitter, EARLY_FLOOR * center)
             latest = center + max(SPREAD_K * jitter, LATE_FLOOR * center)
-        else:  # young: as wide as the durations that explain the intervals
-            earliest = min(_quantile(masses, 0.1), center * (1 - EARLY_FLOOR))
-            latest = max(_quantile(masses, 0.9), center * (1 + LATE_FLOOR))
-        return cls(expected, center, earliest, latest)
+        elif precise:  # one fine bracket: cover it (blind and censored intervals only locate)
+            earliest = min(precise[0][0], center * (1 - EARLY_FLOOR))
+            latest = max(precise[0][1], center * (1 + LATE_FLOOR))
+        else:  # blind: as wide as the durations the bracketed intervals allow (seen-at-once ones only cap)
+            bracketed = [(a, b) for a, b in ratios if a > 0]
+            spread = _npmle(bracketed) if bracketed else masses
+            earliest = min(_quantile(spread, 0.1), center * (1 - EARLY_FLOOR))
+            latest = max(_quantile(spread, 1.0), center * (1 + LATE_FLOOR))
+        return cls(expected, center, earliest, latest, len(precise) >= 2)
 
 
 def _expected_duration(series: Sequence[Sample]) -> Callable[[float], float]:
@@ -237,6 +246,7 @@ class PollSchedule:
         self.poll_max = max(self.guidance, poll_max)
         self._interval = poll_min
         self._last_unfinished = 0.0
+        self._poll_due = 0.0  # job seconds at which the next poll is meant to leave
         self._aimed = 0  # polls under the guidance aimed at a provider-predicted finish
         self._checked_in = False
         self._progress: tuple[float, float] | None = None
@@ -247,7 +257,7 @@ class PollSchedule:
             self.step = max(MIN_INTERVAL, LAG_TARGET * p.seconds, (p.latest - p.earliest) / MAX_WINDOW_POLLS)
             # dense from the earliest plausible finish: nearly every job is then seen unfinished once
             # in the window, so its interval is one step wide and teaches the model
-            self.window = (p.earliest + self.step / 2, p.latest)
+            self.window = (p.earliest + (self.step / 2 if p.settled else 0.0), p.latest)
 
     def elapsed(self, now: float) -> float | None:
         """Job seconds (time_scale 1) since the create was accepted."""
@@ -256,8 +266,8 @@ class PollSchedule:
     def next_wait(self, now: float, state: TaskState | None = None) -> float:
         """Real seconds to sleep before the next poll, after an unfinished answer ``state`` at ``now``."""
         t = self.elapsed(now)
-        if t is not None:
-            self._last_unfinished = max(self._last_unfinished, t)
+        if t is not None:  # the provider looked after the request left: when we meant it to, or later
+            self._last_unfinished = max(self._last_unfinished, min(t, self._poll_due))
         remaining = None
         if state is not None and state.phase is Phase.RUNNING and state.progress is not None:
             remaining = self._remaining(now, state.progress)  # sampled on every answer, used after the window
@@ -269,6 +279,8 @@ class PollSchedule:
             self._interval = min(self.poll_max, max(self.guidance, self._interval))
             wait = self._interval
             self._interval *= BACKOFF_FACTOR
+        if t is not None:
+            self._poll_due = t + wait
         return wait * self.scale
 
     def finished(self, now: float) -> tuple[float, float] | None:
@@ -279,10 +291,12 @@ class PollSchedule:
         return self._last_unfinished, max(t, self._last_unfinished + 1e-3)
 
     def _windowed(self, t: float) -> float:
+        """Dense polls on a fixed grid from the window's start (round trips do not push it later);
+        before it, at most one check-in, never sooner than the guidance."""
         assert self.window is not None
         first = self.window[0]
         if t >= first:
-            return self.step
+            return first + (math.floor((t - first) / self.step + 1e-6) + 1) * self.step - t
         gap = first - t
         if gap > CHECK_IN_AFTER and not self._checked_in:
             self._checked_in = True
