@@ -175,7 +175,7 @@ class _Fit:
         else:  # blind: as wide as the durations the bracketed intervals allow (seen-at-once ones only cap)
             bracketed = [(a, b) for a, b in ratios if a > 0]
             spread = _npmle(bracketed) if bracketed else masses
-            earliest = min(_quantile(spread, 0.1), center * (1 - EARLY_FLOOR))
+            earliest = min(_quantile(spread, 0.0), center * (1 - EARLY_FLOOR))
             latest = max(_quantile(spread, 1.0), center * (1 + LATE_FLOOR))
         return cls(expected, center, earliest, latest, len(precise) >= 2)
 
@@ -183,8 +183,9 @@ class _Fit:
 def _expected_duration(series: Sequence[Sample]) -> Callable[[float], float]:
     """Duration by input seconds: a Theil-Sen line (overhead + rate x seconds) when the lengths
     vary, else the median per-second rate."""
-    xs = [s.input_seconds or 0.0 for s in series]
-    mids = [(s.low + s.high) / 2 for s in series]
+    bracketed = [s for s in series if s.low > 0] or series  # a job seen done at once has no midpoint
+    xs = [s.input_seconds or 0.0 for s in bracketed]
+    mids = [(s.low + s.high) / 2 for s in bracketed]
     floor = 1e-3 * statistics.median(mids)
     if len(xs) >= 3 and max(xs) >= 1.25 * min(xs):
         slope = max(0.0, statistics.median([(mids[j] - mids[i]) / (xs[j] - xs[i]) for i in range(len(xs))
@@ -291,12 +292,12 @@ class PollSchedule:
         return self._last_unfinished, max(t, self._last_unfinished + 1e-3)
 
     def _windowed(self, t: float) -> float:
-        """Dense polls on a fixed grid from the window's start (round trips do not push it later);
-        before it, at most one check-in, never sooner than the guidance."""
+        """Dense polls a step apart from when the last one was due to leave (so round trips do not
+        add up); before the window, at most one check-in, never sooner than the guidance."""
         assert self.window is not None
         first = self.window[0]
         if t >= first:
-            return first + (math.floor((t - first) / self.step + 1e-6) + 1) * self.step - t
+            return max(0.0, self._poll_due + self.step - t)
         gap = first - t
         if gap > CHECK_IN_AFTER and not self._checked_in:
             self._checked_in = True
