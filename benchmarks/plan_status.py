@@ -3,7 +3,7 @@
 A manifest of N distinct runway-lipsync jobs (10,000; quick 2,000) whose first half is finished in
 the state (built with ``lipbatch.state``, as ``rerun.py`` does), so both commands show a mix of
 ``done`` and ``new``. Every command runs as a user types it (a subprocess, stdout to a file, i.e.
-not a terminal); each is timed best of ``REPEATS``. ``validate`` is the floor: all three load and
+not a terminal); each is timed best of ``REPEATS``, taking turns. ``validate`` is the floor: all three load and
 check the manifest the same way, so a ratio well above 1 is the command's own work.
 
 In process, the same work split: ``load_project`` (what validate does), ``build_plan``, and the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import subprocess
 import sys
 import tempfile
@@ -28,21 +29,26 @@ from rich.console import Console
 from lipbatch.manifest import load_project
 from lipbatch.plan import build_plan, render
 
-REPEATS = 2
+REPEATS = 3
 COMMANDS = (["validate"], ["plan"], ["plan", "--json"], ["status"], ["status", "--json"])
 
 
-def best_wall(command: list[str], out: Path) -> float:
-    """Best of ``REPEATS`` wall times of a CLI command (stdout to ``out``), which must succeed."""
-    times = []
+def best_walls(commands: list[list[str]], out: Path) -> list[float]:
+    """Best of ``REPEATS`` wall times of each CLI command (stdout to ``out``), which must succeed.
+
+    The commands take turns, round after round, so a load spike on a shared machine hits them alike.
+    """
+    best = [math.inf] * len(commands)
     for _ in range(REPEATS):
-        start = time.perf_counter()
-        with out.open("w") as sink:
-            done = subprocess.run(command, stdout=sink, stderr=subprocess.PIPE, text=True)
-        times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"plan_status: {' '.join(command[2:])} exited {done.returncode}: {done.stderr[-500:]}")
-    return min(times)
+        for index, command in enumerate(commands):
+            start = time.perf_counter()
+            with out.open("w") as sink:
+                done = subprocess.run(command, stdout=sink, stderr=subprocess.PIPE, text=True)
+            best[index] = min(best[index], time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"plan_status: {' '.join(command[3:])} exited {done.returncode}: "
+                                 f"{done.stderr[-500:]}")
+    return best
 
 
 def in_process(manifest: Path) -> dict[str, float]:
@@ -68,7 +74,8 @@ def main() -> None:
         manifest, _ = write_manifest(Path(tmp) / "big", media, jobs)
         project = load_project(manifest)
         build_finished_state(dataclasses.replace(project, jobs=project.jobs[: jobs // 2]), media.video.read_bytes())
-        walls = {" ".join(c): best_wall([*cli, *c, str(manifest)], Path(tmp) / "out.txt") for c in COMMANDS}
+        seconds = best_walls([[*cli, *c, str(manifest)] for c in COMMANDS], Path(tmp) / "out.txt")
+        walls = {" ".join(c): s for c, s in zip(COMMANDS, seconds, strict=True)}
         with contextlib.redirect_stdout(io.StringIO()):
             parts = in_process(manifest)
     floor = walls["validate"]
