@@ -256,8 +256,9 @@ class PollSchedule:
         if self.prediction is not None:
             p = self.prediction
             self.step = max(MIN_INTERVAL, LAG_TARGET * p.seconds, (p.latest - p.earliest) / MAX_WINDOW_POLLS)
-            # dense from the earliest plausible finish: nearly every job is then seen unfinished once
-            # in the window, so its interval is one step wide and teaches the model
+            # dense from the earliest plausible finish (settled: half a step later, one poll fewer and a
+            # finish at ``earliest`` still seen within half a step), so nearly every job is seen
+            # unfinished once in the window: its interval is one step wide and teaches the model
             self.window = (p.earliest + (self.step / 2 if p.settled else 0.0), p.latest)
 
     def elapsed(self, now: float) -> float | None:
