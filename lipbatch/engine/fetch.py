@@ -54,8 +54,10 @@ class FetchPhase:
                 url, expires_at = await self._fresh_url(job, acct, task_id, restoring=restoring)
             assert self.download_http is not None
             try:
-                got = await dl.download(self.download_http, url, dest, root=self.outputs.dir, verify=True,
-                                        retry_delay=max(0.001, 0.5 * self.scale))
+                got = await dl.download(
+                    self.download_http, url, dest, root=self.outputs.dir, verify=True,
+                    retry_delay=max(0.001, 0.5 * self.scale),
+                    before_publish=lambda sha, size: self.state.update(job.key, output_sha256=sha, output_size=size))
             except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits
                 raise JobEnded("failed", f"{exc} (the result is paid for and waits at the provider: "
                                          "a rerun downloads it)") from exc

@@ -58,6 +58,7 @@ from lipbatch.errors import ProviderError, TransientError
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job, Project
 from lipbatch.plan import video_fps
+from lipbatch.polling import load_completion_times, save_completion_times
 from lipbatch.pricing import estimate
 from lipbatch.report import RunLog, log_path, spend_report, summary_lines
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
@@ -121,6 +122,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.log: RunLog | None = None
         self.summary.output_dir = str(project.output_dir)
         self.summary.rerun = options.rerun or f"lipbatch run {project.manifest_path}"
+        self.completion = load_completion_times(project.state_path)  # learned by earlier runs too
 
     # -- events
 
@@ -178,6 +180,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
         await trio.to_thread.run_sync(self.hashes.save)
+        await trio.to_thread.run_sync(save_completion_times, self.project.state_path, self.completion)
         self.summary.elapsed = round(time.monotonic() - started, 3)
         self.summary.spend = spend_report(self.ledger, self._reserved_run, self._unpriced_run, self.summary.pending)
         self.emit("run_finished", state_file=str(self.project.state_path), **self.summary.to_json())
@@ -291,6 +294,11 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         if record is None:
             return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
         job = dataclasses.replace(job, take=record.take)
+        if (record.status is JobStatus.SUCCEEDED and record.output_sha256
+                and all(self.outputs.holds(out, record) for out in job.outputs)):
+            # killed between placing the verified result and recording DONE: the file is that result
+            self.state.update(job.key, status=JobStatus.DONE, outputs=sorted({*record.outputs, *job.outputs}))
+            return _Plan("skip", job)
         if record.status is not JobStatus.DONE or not record.output_sha256:
             return self._unless_blocked(job, _Plan("work", job))  # never pay again for a file that is there
         if record.redo:
@@ -390,12 +398,14 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             await self._fetch(job, acct, task_id, record.result_url, record.result_expires_at)
             return
 
+        accepted = None
         if task_id is None:
             task_id, first = await self._submit(job, acct)
+            accepted = trio.current_time()
         else:
             first = None
             if not acct.limiter.holds(job.key):
                 await self._take_slot(job, acct)
             self.state.update(job.key, status=JobStatus.IN_FLIGHT, error=None, error_kind=None)
-        final = await self._await_result(job, acct, task_id, first)
+        final = await self._await_result(job, acct, task_id, first, accepted)
         await self._fetch(job, acct, task_id, final.result_url, final.result_expires_at)
