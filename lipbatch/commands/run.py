@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 
@@ -28,6 +29,7 @@ from lipbatch.progress import open_sink
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
+from lipbatch.state.backend import STATE_OPTION_HELP, state_url
 
 HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
 
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-fast", action="store_true",
                         help="stop submitting after the first failure (default: keep going)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
 def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0) -> RunOptions:
@@ -112,7 +115,7 @@ async def _run(args: argparse.Namespace, project: Project) -> int:
             project = point_at_sandbox(project, args.sandbox_url)
         with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
             summary = await run_project(project, options_from_args(args, time_scale=time_scale),
-                                        sink=sink, stop=stop)
+                                        sink=sink, stop=stop, state_url=args.state_url)
         nursery.cancel_scope.cancel()
     return summary.exit_code
 
@@ -124,6 +127,7 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def main(args: argparse.Namespace) -> int:
+    args.state_url = state_url(args.state, os.environ)
     project = load_campaign(args.manifest, sandbox=bool(args.sandbox or args.sandbox_url))
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -21,7 +22,8 @@ from rich.table import Table
 from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
 from lipbatch.plan import job_status
-from lipbatch.state import JobRecord, read_state
+from lipbatch.state import JobRecord
+from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
 
 HELP = "show each job's status from the state file"
 
@@ -29,6 +31,7 @@ HELP = "show each job's status from the state file"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_campaign_arguments(parser, rehearsal_help="the rehearsal's state (runs made with --sandbox/--sandbox-url)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
 _PLAN_KNOWS_BETTER = ("new", "changed", "blocked", "waiting", "missing", "lost", "redo")
@@ -41,8 +44,10 @@ def status_name(record: JobRecord | None, planned: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    url = state_url(args.state, os.environ)
     project = load_campaign(args.manifest, sandbox=args.sandbox)
-    loaded = read_state(project.state_path)
+    view = read_backend(project, url)
+    loaded = view.loaded
     records = loaded.jobs
     owners = {out: key for key, record in records.items() for out in record.outputs}
     rows: list[dict[str, Any]] = []
@@ -59,20 +64,31 @@ def main(args: argparse.Namespace) -> int:
             "credits": record.credits if record else None, "error": record.error if record else None,
             "error_kind": record.error_kind if record else None,
         })
+        if url is not None:  # a shared state: which worker holds the job right now
+            rows[-1]["worker"] = view.holders.get(job.key)
     counts = Counter(row["status"] for row in rows)
     if args.json:
-        print(json.dumps({"state_file": str(project.state_path), "rehearsal": args.sandbox, "counts": dict(counts),
-                          "jobs": rows}, indent=2))
+        shared = {"state": view.where, "workers": view.workers} if url is not None else {}
+        print(json.dumps({"state_file": str(project.state_path), **shared, "rehearsal": args.sandbox,
+                          "counts": dict(counts), "jobs": rows}, indent=2))
         return EXIT_OK
     console = Console()
     what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
     table = Table(title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
-    for column in ("output", "account", "status", "take", "attempts", "credits", "error"):
+    columns = ["output", "account", "status", "take", "attempts", "credits", "error"]
+    if url is not None:
+        columns.append("worker")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         take = "" if row["take"] is None else str(row["take"])
-        table.add_row(", ".join(row["outputs"]), row["account"], row["status"], take, str(row["attempts"]),
-                      "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or "")
+        cells = [", ".join(row["outputs"]), row["account"], row["status"], take, str(row["attempts"]),
+                 "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or ""]
+        table.add_row(*cells, *([row["worker"] or ""] if url is not None else []))
     console.print(table)
+    if url is not None:
+        console.print(f"shared state {view.where}: {len(view.workers)} worker(s) running"
+                      + "".join(f"\n  {w['id']} (pid {w['pid']} on {w['host']}, since {w['started']})"
+                                for w in view.workers))
     console.print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
     return EXIT_OK

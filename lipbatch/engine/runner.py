@@ -38,6 +38,7 @@ import httpx
 import trio
 
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
+from lipbatch.engine.claims import SharedRun
 from lipbatch.engine.control import OUTCOMES, JobEnded
 from lipbatch.engine.fetch import FetchPhase
 from lipbatch.engine.options import Event, RunOptions, RunSummary, Sink
@@ -64,7 +65,7 @@ class _Plan:
     new_take: str | None = None  # why the current take is superseded before submitting
 
 
-class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
+class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
     """One run of one project; use ``run_project``."""
 
     def __init__(self, project: Project, options: RunOptions, state: State, *, transport: httpx.AsyncBaseTransport,
@@ -134,10 +135,13 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
             self._open_accounts([plan.job for plan in work])
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_stop, nursery.cancel_scope)
-                async with trio.open_nursery() as jobs:
-                    ordered = {plan.job.key: plan for plan in work}
-                    for job in self._resumed_first([plan.job for plan in work]):
-                        jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
+                if self.leases is not None:  # a shared state: jobs are claimed one by one (engine/claims.py)
+                    await self._run_shared(work)
+                else:
+                    async with trio.open_nursery() as jobs:
+                        ordered = {plan.job.key: plan for plan in work}
+                        for job in self._resumed_first([plan.job for plan in work]):
+                            jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
                 nursery.cancel_scope.cancel()
         finally:
             for client in self._clients:
@@ -190,7 +194,8 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase):
     # -- pre-pass: what is already settled (no HTTP)
 
     def _prepass(self) -> dict[str, _Plan]:
-        remove_partial_files(self.project.output_dir)
+        if self.leases is None:  # a shared output folder may hold other workers' downloads in progress
+            remove_partial_files(self.project.output_dir)
         return {job.key: self._decide(job) for job in self.project.jobs}
 
     def _decide(self, job: Job) -> _Plan:
