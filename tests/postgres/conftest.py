@@ -1,4 +1,4 @@
-"""Fixtures for the shared-state tests: one PostgreSQL server per session, one database per test."""
+"""Fixtures for the shared-state tests: one PostgreSQL server and database per session, one campaign per test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -15,8 +14,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "runner"))
 
 from kinds import Media  # noqa: E402
 from pgserver import PgServer, find_bindir  # noqa: E402
-
-from lipbatch.state.postgres import parse_url, schema_name  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,17 +38,6 @@ def pg_database(pg: PgServer) -> str:
 def pg_url(pg: PgServer, pg_database: str) -> str:
     """A campaign of its own (``?campaign=``) in the session's database, as the trusted superuser."""
     return pg.url(pg_database) + f"?campaign=t_{uuid.uuid4().hex[:12]}"
-
-
-def schema_of(url: str) -> str:
-    return schema_name(parse_url(url).campaign or "")
-
-
-def connect(url: str) -> psycopg.Connection:
-    """A plain connection to the campaign's database, its schema first on the search path."""
-    conn = psycopg.connect(parse_url(url).conninfo, autocommit=True)
-    conn.execute(f"SET search_path TO {schema_of(url)}")
-    return conn
 
 
 @pytest.fixture(scope="session")

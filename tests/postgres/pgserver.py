@@ -24,6 +24,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from lipbatch.state.postgres import parse_url, schema_name
+
 PASSWORD_ROLE = "lipbatch_pw"
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 SUPERUSER = "postgres"
@@ -111,3 +113,16 @@ class PgServer:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def schema_of(url: str) -> str:
+    return schema_name(parse_url(url).campaign or "")
+
+
+def connect(url: str):  # -> psycopg.Connection
+    """A plain connection to a campaign's database, its schema first on the search path."""
+    import psycopg
+
+    conn = psycopg.connect(parse_url(url).conninfo, autocommit=True)
+    conn.execute(f"SET search_path TO {schema_of(url)}")
+    return conn

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 
-import psycopg
 import pytest
-from conftest import connect, schema_of
-from pgserver import PASSWORD, PASSWORD_ROLE
+from pgserver import PASSWORD, PASSWORD_ROLE, connect
 
 from lipbatch.errors import LipbatchError
 from lipbatch.state import REDACTED, JobStatus, State, TakeRecord, UploadRecord
