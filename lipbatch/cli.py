@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from lipbatch import __version__
 from lipbatch.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, LipbatchError
 
-COMMANDS = ("validate", "plan", "run", "status", "redo", "verify", "prune", "sandbox", "voices", "avatars", "state")
+COMMANDS = ("validate", "plan", "run", "status", "redo", "verify", "prune", "review", "sandbox", "voices", "avatars", "state")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
 Every file is one of: a current output (a done job's take, expected at its
 path with its recorded sha256), a kept take (``takes/...``), an output no
 current job makes (``orphan``: a removed language, a changed template; lipbatch
-wrote it), or ``unknown`` (lipbatch has no record of it). ``verify`` rehashes
+wrote it), or ``unknown`` (lipbatch has no record of it). The review page's
+folder (``review/``) is lipbatch's too and is not listed. ``verify`` rehashes
 every byte (not size and mtime: a same-size, same-mtime change is caught).
 Temp files of an interrupted download (``.<name>.<random>.part``) are ignored.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from lipbatch.hashing import file_sha256
 from lipbatch.model import Project
+from lipbatch.paths import REVIEW_DIR
 from lipbatch.state import JobStatus, Loaded
 
 
@@ -85,6 +87,8 @@ def take_stock(project: Project, loaded: Loaded, *, rehash: bool = True) -> Inve
             (inv.takes if check(path, kept[path]) else inv.altered).append(path)
         elif path in expected and check(path, expected[path]):
             (inv.stale if path in current else inv.orphans).append(path)
+        elif path.startswith(f"{REVIEW_DIR}/"):
+            continue  # the review page and its thumbnails (`lipbatch review`)
         else:
             inv.unknown.append(path)
     return inv

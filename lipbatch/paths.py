@@ -14,6 +14,7 @@ Readings where the lifecycle issue left room:
 - Earlier takes of an output are kept under ``<output_dir>/takes/``, mirroring
   the output's path with ``.take<N>`` before the suffix; ``takes/`` is reserved
   (no output template may write there).
+- ``lipbatch review`` writes its page and thumbnails under ``<output_dir>/review/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 TAKES_DIR = "takes"
+REVIEW_DIR = "review"
 #: suffixes of files (and one folder) kept beside a state file ``S``: ``S.journal``, ...
 STATE_SIDE_SUFFIXES = (".journal", ".lock", ".backup", ".log", ".world")
 

@@ -1,17 +1,27 @@
-"""`lipbatch plan MANIFEST`: every job with its status, output and documented cost, and totals."""
+"""`lipbatch plan MANIFEST`: every job with its status, output and documented cost, and totals.
+
+Review decisions (``lipbatch review``) count: a rejected take is ``redo`` (the
+reason and the reviewer's note follow the table; ``--json`` carries them per
+job), and a manifest edit that would replace an approved take is warned of.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign, rehearsal
 from lipbatch.commands.validate import report_problems
 from lipbatch.errors import EXIT_OK, ManifestError
-from lipbatch.plan import build_plan, render
+from lipbatch.plan import Plan, build_plan, render
+from lipbatch.review.decisions import Decision, decisions_path, read_decisions
+from lipbatch.review.judging import Replaced, approved_replaced, decision_name, rejected_in, rejection_for
+from lipbatch.state import read_jobs
 from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
 
 HELP = "show the jobs a run would do, their status in the state file and estimated cost"
@@ -29,16 +39,48 @@ def main(args: argparse.Namespace) -> int:
     except ManifestError as err:
         return report_problems(err, as_json=args.json)
     url = state_url(args.state, os.environ)
-    records = read_backend(project, url).loaded.jobs if url else None
-    plan = build_plan(project, records=records, rehearsal=args.sandbox)
+    decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
+    records = read_backend(project, url).loaded.jobs if url else read_jobs(project.state_path)
+    plan = build_plan(project, records=records, rehearsal=args.sandbox, rejected=rejected_in(decisions, records))
+    rejections = {row.job.key: entry for row in plan.rows if row.status == "redo"
+                  and (entry := rejection_for(row.job, records.get(row.job.key), decisions)) is not None}
+    replaced = approved_replaced(((row.job, row.status) for row in plan.rows), records, decisions)
     if args.json:
-        print(json.dumps(plan.as_json(), indent=2, ensure_ascii=False))
-    else:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 160))  # piped: don't squeeze the table to 80 columns
-        render(plan, console)
-        if not args.sandbox and rehearsal(project).state_path.exists():
-            console.print(f"Rehearsal (sandbox) results are kept apart in {rehearsal(project).output_dir}: "
-                          "`lipbatch plan --sandbox` shows them.")
+        data = plan.as_json()
+        for row, job in zip(plan.rows, data["jobs"], strict=True):
+            job["decision"] = decision_name(row.job, records.get(row.job.key), decisions)
+            if row.job.key in rejections:
+                entry = rejections[row.job.key]
+                job["redo_reason"] = "rejected"
+                job["review"] = {"note": entry.note, "by": entry.by, "at": entry.at, "sha256": entry.sha256}
+        data["warnings"] = [_replaced_json(item) for item in replaced]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))  # piped: don't squeeze the table to 80 columns
+    render(plan, console)
+    _render_review(plan, rejections, replaced, console)
+    if not args.sandbox and rehearsal(project).state_path.exists():
+        console.print(f"Rehearsal (sandbox) results are kept apart in {rehearsal(project).output_dir}: "
+                      "`lipbatch plan --sandbox` shows them.")
     return EXIT_OK
+
+
+def _said(entry: Decision) -> str:
+    return f"by {entry.by} {entry.at[:10]}" + (f": {entry.note}" if entry.note else "")
+
+
+def _replaced_json(item: Replaced) -> dict[str, Any]:
+    return {"output": item.output, "approved_by": item.decision.by, "approved_at": item.decision.at,
+            "sha256": item.decision.sha256, "why": item.why,
+            "message": f"{item.output} was approved ({_said(item.decision)}); {item.why}: the next run replaces "
+                       "it with an undecided take"}
+
+
+def _render_review(plan: Plan, rejections: dict[str, Decision], replaced: list[Replaced], console: Console) -> None:
+    for row in plan.rows:
+        if row.job.key in rejections:
+            console.print(f"[yellow]redo (rejected):[/] {escape(row.job.output)} ({escape(_said(rejections[row.job.key]))})")
+    for item in replaced:
+        console.print(f"[bold yellow]warning:[/] {escape(_replaced_json(item)['message'])}")

@@ -8,7 +8,8 @@ account at a ``lipbatch sandbox`` already running. Both are rehearsals: their
 own state file and output folder (``lipbatch.campaign``), missing credential
 variables get dummy values and requests are not paced. Ctrl-C (or SIGTERM)
 once: no new submissions, state recorded, exit 130; twice: stop at once.
-``--only SELECTOR...`` runs the matching jobs (``lipbatch.selectors``).
+``--only SELECTOR...`` runs the matching jobs (``lipbatch.selectors``). Takes
+rejected in review (``lipbatch review``) are made again, the rejected ones kept.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 import httpx
 import trio
@@ -26,6 +28,7 @@ from lipbatch.campaign import load_campaign, world_path
 from lipbatch.errors import UsageError
 from lipbatch.model import Project
 from lipbatch.progress import open_sink
+from lipbatch.review import rejected_takes
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
@@ -67,11 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
-def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0) -> RunOptions:
+def options_from_args(args: argparse.Namespace, *, time_scale: float = 1.0,
+                      rejected: Mapping[str, str] | None = None) -> RunOptions:
     sandboxed = bool(args.sandbox or args.sandbox_url)
     options = RunOptions(retry_failed=args.retry_failed, resubmit_unknown=args.resubmit_unknown,
                          fail_fast=args.fail_fast, max_jobs=args.jobs,
-                         regenerate_missing=args.regenerate_missing, force=args.force)
+                         regenerate_missing=args.regenerate_missing, force=args.force, rejected=rejected or {})
     if sandboxed:
         options = dataclasses.replace(options, sandbox=True, time_scale=time_scale, poll_min=1.0,
                                       request_rate=None)
@@ -96,7 +100,7 @@ async def _watch_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def _run(args: argparse.Namespace, project: Project) -> int:
+async def _run(args: argparse.Namespace, project: Project, rejected: Mapping[str, str]) -> int:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, stop)
@@ -114,7 +118,7 @@ async def _run(args: argparse.Namespace, project: Project) -> int:
             time_scale = await sandbox_time_scale(args.sandbox_url)
             project = point_at_sandbox(project, args.sandbox_url)
         with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
-            summary = await run_project(project, options_from_args(args, time_scale=time_scale),
+            summary = await run_project(project, options_from_args(args, time_scale=time_scale, rejected=rejected),
                                         sink=sink, stop=stop, state_url=args.state_url)
         nursery.cancel_scope.cancel()
     return summary.exit_code
@@ -128,12 +132,14 @@ def _leaf(error: BaseException) -> BaseException:
 
 def main(args: argparse.Namespace) -> int:
     args.state_url = state_url(args.state, os.environ)
-    project = load_campaign(args.manifest, sandbox=bool(args.sandbox or args.sandbox_url))
+    rehearsing = bool(args.sandbox or args.sandbox_url)
+    project = load_campaign(args.manifest, sandbox=rehearsing)
+    rejected = rejected_takes(project, sandbox=rehearsing)
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)
         project = dataclasses.replace(project, jobs=tuple(selected))
     try:
-        return trio.run(_run, args, project)
+        return trio.run(_run, args, project, rejected)
     except BaseExceptionGroup as group:
         # nurseries wrap errors; the CLI maps LipbatchError / KeyboardInterrupt to exit codes
         raise _leaf(group) from None

@@ -1,10 +1,17 @@
-"""`lipbatch sandbox`: serve the provider emulators on loopback for rehearsals and tests."""
+"""`lipbatch sandbox`: serve the provider emulators on loopback for rehearsals and tests.
+
+The first line on stdout is the base URL (``http://127.0.0.1:<port>``). ``--world DIR`` serves a
+persistent world (see ``lipbatch/sandbox/world.py``): a restart on the same folder continues where
+the last process stopped, even after ``kill -9``. SIGINT/SIGTERM stop the server cleanly.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from functools import partial
+from pathlib import Path
 
 import trio
 
@@ -34,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SandboxConfig()
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--world", type=Path, metavar="DIR",
+                        help="keep the emulated world in DIR (created if missing) and continue it on restart")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a non-loopback --host (the emulators accept any token)")
     parser.add_argument("--job-seconds", type=float, default=defaults.job_seconds,
@@ -75,16 +84,28 @@ def main(args: argparse.Namespace) -> int:
     from lipbatch.sandbox.server import check_host, serve
 
     check_host(args.host, args.allow_remote)
-    app = build_app(config_from_args(args))
+    app = build_app(config_from_args(args), world=args.world)
+    world = app.state.world
+    if world is not None:
+        how = (f"continued at virtual second {app.state.sandbox.now():.1f}" if world.loaded else "new")
+        print(f"sandbox world {world.folder}: {how}", file=sys.stderr)
 
     async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(partial(serve, app, host=args.host, port=args.port,
-                                              allow_remote=args.allow_remote))
-            print(url, flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(partial(serve, app, host=args.host, port=args.port,
+                                                  allow_remote=args.allow_remote))
+                print(url, flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
 
     try:
         trio.run(run)
     except KeyboardInterrupt:
-        print("sandbox stopped", file=sys.stderr)
+        pass
+    finally:
+        if world is not None:
+            world.close()
+    print("sandbox stopped", file=sys.stderr)
     return EXIT_OK

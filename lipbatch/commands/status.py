@@ -4,8 +4,10 @@ Statuses are the state's own (``submitting``, ``in_flight``, ``succeeded``,
 ``done``, ``failed``, ``unknown``), except where ``plan`` knows better: ``new``,
 ``changed`` and ``blocked`` for jobs the state has not seen, ``waiting`` for a
 create that was refused (no task exists), ``missing`` and ``lost`` for done jobs
-whose output is gone, ``redo`` for a new take asked for. ``--sandbox`` reads
-the rehearsal's state.
+whose output is gone, ``redo`` for a new take asked for (or a take rejected in
+review). ``decision`` is the review's verdict on the current take (approved,
+rejected, undecided; empty with no finished take). ``--sandbox`` reads the
+rehearsal's state and decisions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from rich.table import Table
 from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.errors import EXIT_OK
 from lipbatch.plan import job_status
+from lipbatch.review.decisions import decisions_path, read_decisions
+from lipbatch.review.judging import decision_for, decision_name, rejected_in
 from lipbatch.state import JobRecord
 from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
 
@@ -50,11 +54,15 @@ def main(args: argparse.Namespace) -> int:
     loaded = view.loaded
     records = loaded.jobs
     owners = {out: key for key, record in records.items() for out in record.outputs}
+    decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
+    rejected = rejected_in(decisions, records)
     rows: list[dict[str, Any]] = []
     for job in project.jobs:
         record = records.get(job.key)
         endpoint = None if args.sandbox else project.accounts[job.account].endpoint
-        planned = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir)
+        planned = job_status(job, records, owners, endpoint=endpoint, output_dir=project.output_dir,
+                             rejected=rejected)
+        judged = decision_for(job, record, decisions)
         rows.append({
             "outputs": list(job.outputs), "account": job.account, "kind": job.kind, "key": job.key,
             "status": status_name(record, planned), "take": record.take if record else None,
@@ -63,6 +71,8 @@ def main(args: argparse.Namespace) -> int:
             "task_id": record.task_id if record else None, "attempts": record.attempts if record else 0,
             "credits": record.credits if record else None, "error": record.error if record else None,
             "error_kind": record.error_kind if record else None,
+            "decision": decision_name(job, record, decisions),
+            "review": None if judged is None else {"note": judged.note, "by": judged.by, "at": judged.at},
         })
         if url is not None:  # a shared state: which worker holds the job right now
             rows[-1]["worker"] = view.holders.get(job.key)
@@ -73,22 +83,23 @@ def main(args: argparse.Namespace) -> int:
                           "counts": dict(counts), "jobs": rows}, indent=2))
         return EXIT_OK
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))  # piped: don't squeeze the table to 80 columns
     what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
     table = Table(title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
-    columns = ["output", "account", "status", "take", "attempts", "credits", "error"]
-    if url is not None:
-        columns.append("worker")
-    for column in columns:
+    for column in ("output", "account", "status", "decision", "take", "attempts", "credits", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
         take = "" if row["take"] is None else str(row["take"])
-        cells = [", ".join(row["outputs"]), row["account"], row["status"], take, str(row["attempts"]),
-                 "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or ""]
-        table.add_row(*cells, *([row["worker"] or ""] if url is not None else []))
+        table.add_row(", ".join(row["outputs"]), row["account"], row["status"], row["decision"] or "", take,
+                      str(row["attempts"]),
+                      "" if row["credits"] is None else f"{row['credits']:,.10g}", row["error"] or "")
     console.print(table)
     if url is not None:
-        console.print(f"shared state {view.where}: {len(view.workers)} worker(s) running"
-                      + "".join(f"\n  {w['id']} (pid {w['pid']} on {w['host']}, since {w['started']})"
-                                for w in view.workers))
+        console.print(f"shared state {view.where}: {len(view.workers)} worker(s) running")
+        for worker in view.workers:
+            held = [", ".join(row["outputs"]) for row in rows if row["worker"] == worker["id"]]
+            console.print(f"  {worker['id']} (pid {worker['pid']} on {worker['host']}, since {worker['started']}): "
+                          f"{'holds ' + '; '.join(held) if held else 'holds no job'}")
     console.print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
     return EXIT_OK

@@ -6,7 +6,7 @@ of credits) created nothing: the record stays SUBMITTING with ``error_kind =
 "refused"`` (or ``"out_of_credits"``), which a rerun treats as "no task exists".
 A connection lost after the request was sent is ambiguous: reconciled via
 ``find_task`` where the provider can be searched, else UNKNOWN. A create
-refused because the provider forgot an uploaded input (``upload_gone``) drops
+refused because the provider forgot an uploaded input (``gone_uploads``) drops
 those handles, uploads again once and creates again: nothing was paid.
 """
 
@@ -154,10 +154,12 @@ class SubmitPhase:
                 raise JobEnded("not_run", acct.stopped) from exc
             except PermanentError as exc:
                 self._give_slot(job, acct)
-                if uploads and not uploaded_again and acct.client.upload_gone(exc, uploads):
+                gone = acct.client.gone_uploads(exc, uploads) if uploads and not uploaded_again else set()
+                if gone:
                     uploaded_again = True  # the provider forgot an input (purged, deleted): upload it again
                     self.state.update(job.key, error=str(exc), error_kind=REFUSED)
-                    uploads, body = await self._uploads(job, acct, forget=uploads), None
+                    forget = {role: uploads[role] for role in gone}
+                    uploads, body = await self._uploads(job, acct, forget=forget), None
                     self.emit("job_reupload", job, message=f"the provider no longer has an input ({exc}); uploaded again")
                     continue
                 self._stop_if_refused(acct, exc)

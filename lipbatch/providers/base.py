@@ -128,8 +128,8 @@ class Provider(Protocol):
         """Find the task submitted with ``reference`` (after a crash between POST and record)."""
         ...
 
-    def upload_gone(self, error: ProviderError, uploads: Mapping[str, Upload]) -> bool:
-        """True when a create was refused because the provider forgot an uploaded input."""
+    def gone_uploads(self, error: ProviderError, uploads: Mapping[str, Upload]) -> set[str]:
+        """The roles of ``uploads`` a refused create says the provider no longer has (empty: none)."""
         ...
 
 
@@ -335,14 +335,17 @@ class HttpClient:
     async def find_task(self, reference: str) -> str | None:
         return None
 
-    def upload_gone(self, error: ProviderError, uploads: Mapping[str, Upload]) -> bool:
-        """Was a create refused because the provider no longer has an uploaded input?
+    def gone_uploads(self, error: ProviderError, uploads: Mapping[str, Upload]) -> set[str]:
+        """Which uploaded inputs a refused create says the provider no longer has.
 
         Providers purge uploads (Magic Hour after 7 days; useapi assets can be deleted) and answer
         the create with a 4xx naming the handle or the missing file. Only such a refusal makes the
-        runner upload again; it created nothing, so uploading and creating again pays once.
+        runner upload again; it created nothing, so uploading and creating again pays once. The
+        handles the message names, else (a message about a missing file naming none) all of them.
         """
         if error.status not in (400, 404, 410, 422):
-            return False
-        return any(upload.handle in error.message for upload in uploads.values()) or bool(
-            _UPLOAD_GONE.search(error.message))
+            return set()
+        named = {role for role, upload in uploads.items() if upload.handle in error.message}
+        if named or not _UPLOAD_GONE.search(error.message):
+            return named
+        return set(uploads)

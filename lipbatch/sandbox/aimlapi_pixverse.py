@@ -34,7 +34,6 @@ Contract: ../shared/providers/aimlapi-pixverse-lipsync.md. Readings where the do
 from __future__ import annotations
 
 import base64
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, json_body, probe_input
+from lipbatch.sandbox.core import (
+    Lifecycle,
+    Sandbox,
+    accepts,
+    account_label,
+    bearer_token,
+    forget_tasks,
+    json_body,
+    probe_input,
+)
 
 MODEL = "pixverse/lip-sync"
 SPEAKERS = ("Harper", "Ava", "Isabella", "Sophia", "Emily", "Chloe", "Julia", "Mason", "Jack", "Liam", "James",
@@ -80,7 +88,7 @@ class Emulator:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.generations: dict[str, _Generation] = {}
-        self._ids = itertools.count()
+        self._next_id = 0
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -100,16 +108,34 @@ class Emulator:
     def reset(self) -> None:
         self.generations.clear()
 
+    def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
+        """No upload API to forget; forgotten generations (and those whose video is forgotten) poll 404."""
+        return {"uploads": 0, **forget_tasks(self.sandbox, self.generations, tasks=tasks, results=results)}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"next_id": self._next_id, "generations": [
+            [g.id, g.account, g.lifecycle.to_json(), g.credits, g.token, g.failure, g.refunded]
+            for g in self.generations.values()]}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self._next_id = int(data["next_id"])
+        self.generations = {}
+        for ident, account, lifecycle, credits, token, failure, refunded in data["generations"]:
+            self.generations[ident] = _Generation(
+                ident, account, self.sandbox.lifecycle_from_json(self.name, account, lifecycle),
+                int(credits), token, failure, bool(refunded))
+
     def _account(self, request: Request) -> str | None:
         token = bearer_token(request) or ""
-        return token if accepts(self.sandbox, token) else None
+        return account_label(token) if accepts(self.sandbox, token) else None
 
     def _new_id(self) -> str:
-        for n in self._ids:
-            raw = base64.b64encode(self.sandbox.rng("aimlapi-id", self.sandbox.new_id(), n).randbytes(15)).decode()
+        while True:
+            self._next_id += 1
+            raw = base64.b64encode(self.sandbox.rng("aimlapi-id", self.sandbox.new_id(), self._next_id - 1)
+                                   .randbytes(15)).decode()
             if "+" in raw:
                 return f"{raw}:{MODEL}"
-        raise AssertionError("unreachable")
 
     async def _create(self, request: Request) -> Response:
         account = self._account(request)

@@ -44,9 +44,10 @@ import re
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, unquote_to_bytes, urlencode, urlsplit
 
@@ -57,6 +58,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from lipbatch.media import MediaInfo
+from lipbatch.sandbox.files import FileStore, PublishedFile
 from lipbatch.sandbox.render import probe_bytes, render_mp4
 
 log = logging.getLogger("lipbatch.sandbox")
@@ -64,7 +66,6 @@ log = logging.getLogger("lipbatch.sandbox")
 FILES_PREFIX = "/cdn"
 CONTROL_PREFIX = "/_sandbox"
 SYNTHETIC_FETCH_LIMIT = 64 * 1024 * 1024  # fetch_input refuses to materialise bigger synthetic files
-_SYNTHETIC_BLOCK = 65536
 RENDER_CACHE_SIZE = 64
 
 
@@ -172,6 +173,18 @@ class Emulator(Protocol):
 
     def reset(self) -> None: ...
 
+    def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
+        """Forget uploaded inputs / tasks / result files; counts of each (``Sandbox.forget``)."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its records as JSON values: small (file bytes are the sandbox's), no credentials."""
+        ...
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Load ``snapshot()`` output (after ``Sandbox.restore``); KeyError/TypeError/ValueError if malformed."""
+        ...
+
 
 class Lifecycle:
     """Virtual-time lifecycle of one emulated task: queued -> running -> finished.
@@ -184,8 +197,9 @@ class Lifecycle:
     """
 
     def __init__(self, sandbox: Sandbox, provider: str, account: str, *, created_at: float,
-                 ready_at: float, started_at: float, finished_at: float) -> None:
+                 ready_at: float, started_at: float, finished_at: float, id: int = 0) -> None:
         self.sandbox = sandbox
+        self.id = id
         self.provider = provider
         self.account = account
         self.created_at = created_at
@@ -217,40 +231,44 @@ class Lifecycle:
         target = self.started_at if now < self.started_at else self.finished_at
         return max(0.0, target - now)
 
-
-@dataclass
-class PublishedFile:
-    """A result (or uploaded input) served under ``/cdn``; synthetic ones are generated on demand."""
-
-    provider: str | None
-    filename: str
-    media_type: str
-    data: bytes | None = None  # None: synthetic, generated on the fly
-    size: int = 0
-    seed: int = 0
-
-    def chunks(self, start: int, end: int, chunk_size: int = _SYNTHETIC_BLOCK) -> Iterator[bytes]:
-        """Yield bytes [start, end) without materialising synthetic content."""
-        if self.data is not None:
-            for pos in range(start, end, chunk_size):
-                yield self.data[pos:min(end, pos + chunk_size)]
-            return
-        block = synthetic_block(self.seed)
-        pos = start
-        while pos < end:
-            offset = pos % len(block)
-            piece = block[offset:offset + min(end - pos, len(block) - offset)]
-            yield piece
-            pos += len(piece)
-
-
-def synthetic_block(seed: int) -> bytes:
-    """The repeating pattern of a synthetic published file (so tests can check content)."""
-    return random.Random(f"synthetic|{seed}").randbytes(_SYNTHETIC_BLOCK)
+    def to_json(self) -> list[float]:
+        """``[id, created_at, ready_at, started_at, finished_at]`` (``Sandbox.lifecycle_from_json``)."""
+        return [self.id, self.created_at, self.ready_at, self.started_at, self.finished_at]
 
 
 def canonical_json(body: Any) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_json(obj: Any, **references: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict for a snapshot, with its non-JSON fields (references) replaced."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} | references
+
+
+def account_label(credential: str) -> str:
+    """The account name under which an emulator keeps a bearer key's tasks and credits (and the
+    ``provider/account`` of stats): a digest, so no key is ever written to a world or shown."""
+    return "key-" + hashlib.sha256(credential.encode()).hexdigest()[:16]
+
+
+def forget_tasks(sandbox: Sandbox, records: dict[str, Any], *, tasks: bool, results: bool) -> dict[str, int]:
+    """Purge task records (objects with ``lifecycle`` and ``token``, the result file) from ``records``.
+
+    ``tasks``: every record goes; the result files of finished ones stay reachable unless
+    ``results`` too (a CDN object outlives the API's record of it). ``results``: finished
+    records holding a result go with their file (a task whose media is gone cannot be polled
+    into a working URL). Unfinished records keep their pending output unless purged.
+    """
+    counts = {"tasks": 0, "results": 0}
+    for key, record in list(records.items()):
+        has_result = record.token is not None and record.lifecycle.phase() == "finished"
+        if not (tasks or (results and has_result)):
+            continue
+        del records[key]
+        counts["tasks"] += 1
+        if (results or not has_result) and sandbox.drop_file(record.token):
+            counts["results"] += has_result
+    return counts
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -289,11 +307,14 @@ class Sandbox:
     def _clear(self) -> None:
         self._lifecycles: dict[tuple[str, str], list[Lifecycle]] = {}
         self._credits_used: dict[tuple[str, str], float] = {}
-        self._files: dict[str, PublishedFile] = {}
-        self._seen_bodies: dict[str, set[str]] = {}
+        self._max_active: dict[tuple[str, str], int] = {}
+        self._restored: dict[int, Lifecycle] = {}
+        self.files = FileStore()
+        self._seen_bodies: dict[str, set[str]] = {}  # kind -> digests of canonical create bodies
         self._fault_counts: Counter[str] = Counter()
         self._hosts: set[str] = set()
-        self._ids = random.Random(f"ids|{self.config.seed}|{self._generation}")
+        self._id_count = 0
+        self._lifecycle_count = 0
         self._url_nonce = 0
         self.callbacks_log: list[dict[str, Any]] = []
         self._stats: dict[str, Any] = {
@@ -331,6 +352,7 @@ class Sandbox:
     def stats(self) -> dict[str, Any]:
         data = {k: dict(v) if isinstance(v, Counter) else v for k, v in self._stats.items()}
         data["credits_used"] = {f"{p}/{a}": used for (p, a), used in self._credits_used.items()}
+        data["max_active_tasks"] = {f"{p}/{a}": n for (p, a), n in self._max_active.items()}
         return data
 
     def record_request(self, provider: str | None, route: str) -> None:
@@ -355,17 +377,78 @@ class Sandbox:
         self._stats["creates"][kind] += 1
         self._stats["creates_total"] += 1
         seen = self._seen_bodies.setdefault(kind, set())
-        canonical = canonical_json(body)
-        if canonical in seen:
+        digest = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:32]
+        if digest in seen:
             self._stats["duplicate_creates"] += 1
             self._stats["duplicate_creates_by_kind"][kind] += 1
-        seen.add(canonical)
+        seen.add(digest)
+
+    def forget(self, *, uploads: bool = False, tasks: bool = False, results: bool = False,
+               provider: str | None = None) -> dict[str, Any]:
+        """Make the emulators (all, or ``provider``'s) forget uploaded inputs, tasks and/or result
+        files, as a provider that lost or expired them would; counts of what went, in total and
+        ``by_provider``. Each emulator's docstring says how it answers for forgotten things."""
+        if provider is not None and provider not in self.emulators:
+            raise ValueError(f"unknown provider {provider!r} (one of {', '.join(self.emulators)})")
+        by_provider = {name: emulator.forget(uploads=uploads, tasks=tasks, results=results)
+                       for name, emulator in self.emulators.items() if provider in (None, name)}
+        totals = {what: sum(counts.get(what, 0) for counts in by_provider.values())
+                  for what in ("uploads", "tasks", "results")}
+        return {**totals, "by_provider": by_provider}
+
+    # -- persistence (the file I/O is sandbox/world.py's) ---------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """This sandbox's shared state as JSON values (file bytes excluded; emulators save their own)."""
+        now = self.now()
+        return {
+            "now": now, "secret": self._secret.hex(), "generation": self._generation,
+            "ids": self._id_count, "lifecycles": self._lifecycle_count, "url_nonce": self._url_nonce,
+            "schedule": [[p, a, *lc.to_json()] for (p, a), lcs in self._lifecycles.items()
+                         for lc in lcs if lc.finished_at > now],
+            "max_active": [[p, a, n] for (p, a), n in self._max_active.items()],
+            "credits_used": [[p, a, used] for (p, a), used in self._credits_used.items()],
+            "files": self.files.snapshot(),
+            "seen_bodies": {kind: list(seen) for kind, seen in self._seen_bodies.items()},
+            "fault_counts": self._fault_counts, "hosts": list(self._hosts),
+            "stats": self._stats,
+        }
+
+    def restore(self, data: Mapping[str, Any], *, now: float, files: Path) -> None:
+        """Load ``snapshot()`` output, with the virtual clock set to ``now``; stored file bytes are
+        in the folder ``files``. Call before the emulators restore (they look lifecycles up here).
+        Raises KeyError/TypeError/ValueError on malformed data."""
+        self._clear()
+        self._secret = bytes.fromhex(data["secret"])
+        self._generation = int(data["generation"])
+        self._id_count, self._lifecycle_count = int(data["ids"]), int(data["lifecycles"])
+        self._url_nonce = int(data["url_nonce"])
+        self._r0, self._v0, self._scale = time.monotonic(), float(now), self.config.time_scale
+        for provider, account, *times in data["schedule"]:
+            lc = self.lifecycle_from_json(provider, account, times)
+            self._restored[lc.id] = lc
+            self._lifecycles.setdefault((provider, account), []).append(lc)
+        self._max_active = {(p, a): int(n) for p, a, n in data["max_active"]}
+        self._credits_used = {(p, a): float(used) for p, a, used in data["credits_used"]}
+        self.files.restore(data["files"], files)
+        self._seen_bodies = {kind: set(seen) for kind, seen in data["seen_bodies"].items()}
+        self._fault_counts = Counter(data["fault_counts"])
+        self._hosts = set(data["hosts"])
+        for name, value in data["stats"].items():
+            if name not in self._stats:
+                raise ValueError(f"unknown stat {name!r}")
+            self._stats[name] = Counter(value) if isinstance(self._stats[name], Counter) else int(value)
 
     # -- ids and randomness -------------------------------------------------------------------
 
     def new_id(self) -> str:
-        """A uuid4-shaped id, reproducible under the seed (and distinct across resets)."""
-        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        """A uuid4-shaped id, reproducible under the seed (and distinct across resets).
+
+        The n-th id is a hash of (seed, generation, n), so a reloaded world continues the sequence.
+        """
+        self._id_count += 1
+        key = f"ids|{self.config.seed}|{self._generation}|{self._id_count}"
+        return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
 
     def rng(self, *key: object) -> random.Random:
         """A generator reproducible from the seed and ``key`` (for emulator-side randomness)."""
@@ -453,11 +536,25 @@ class Sandbox:
                 if len(running) < capacity:
                     break
                 start = min(lc.finished_at for lc in running)
+        self._lifecycle_count += 1
         lc = Lifecycle(self, provider, account, created_at=now, ready_at=ready,
-                       started_at=start, finished_at=start + duration)
+                       started_at=start, finished_at=start + duration, id=self._lifecycle_count)
         tasks.append(lc)
         self._lifecycles[(provider, account)] = tasks
+        # the active count only rises at creations, so its maximum is reached at one of them
+        active = sum(1 for other in tasks if other.finished_at > now)
+        key = (provider, account)
+        self._max_active[key] = max(self._max_active.get(key, 0), active)
         return lc
+
+    def lifecycle_from_json(self, provider: str, account: str, data: list[float]) -> Lifecycle:
+        """A lifecycle saved with ``Lifecycle.to_json`` (the same object as the restored schedule's)."""
+        ident, created, ready, started, finished = data
+        known = self._restored.get(int(ident))
+        if known is not None:
+            return known
+        return Lifecycle(self, provider, account, created_at=float(created), ready_at=float(ready),
+                         started_at=float(started), finished_at=float(finished), id=int(ident))
 
     def active_tasks(self, provider: str, account: str) -> int:
         """Tasks of this account not yet finished (queued or running)."""
@@ -542,30 +639,36 @@ class Sandbox:
     def publish(self, data: bytes, *, filename: str = "output.mp4", provider: str | None = None,
                 media_type: str = "video/mp4") -> str:
         """Store a result; returns a token for ``result_url``."""
-        token = self.new_id().replace("-", "")
-        self._files[token] = PublishedFile(provider, filename, media_type, data=bytes(data), size=len(data))
-        return token
+        return self.files.add(self.new_id().replace("-", ""), PublishedFile(
+            provider, filename, media_type, data=bytes(data), size=len(data)))
 
     def publish_synthetic(self, size: int, *, filename: str = "large.bin", provider: str | None = None,
                           media_type: str = "application/octet-stream") -> str:
         """Publish ``size`` generated bytes without holding them (for large-download tests)."""
         token = self.new_id().replace("-", "")
         seed = self.rng("synthetic", token).getrandbits(32)
-        self._files[token] = PublishedFile(provider, filename, media_type, size=max(0, size), seed=seed)
-        return token
+        return self.files.add(token, PublishedFile(provider, filename, media_type, size=max(0, size), seed=seed))
 
     def file(self, token: str) -> PublishedFile | None:
-        return self._files.get(token)
+        return self.files.get(token)
 
-    def file_bytes(self, token: str) -> bytes | None:
+    def file_bytes(self, token: str | None) -> bytes | None:
         """The full content of a published file (None when unknown or too big to materialise)."""
-        entry = self._files.get(token)
-        if entry is None or (entry.data is None and entry.size > SYNTHETIC_FETCH_LIMIT):
+        entry = self.files.get(token) if token else None
+        if entry is None or (entry.synthetic and entry.size > SYNTHETIC_FETCH_LIMIT):
             return None
-        return entry.data if entry.data is not None else b"".join(entry.chunks(0, entry.size))
+        return entry.read()
+
+    def drop_file(self, token: str | None) -> bool:
+        """Forget a published file: its URLs answer 404 from now on. False when unknown."""
+        return self.files.drop(token)
+
+    def sign(self, text: str) -> str:
+        """HMAC of ``text`` under this world's secret (kept across reloads, so URLs stay valid)."""
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
 
     def _sign(self, token: str, exp: str) -> str:
-        return hmac.new(self._secret, f"{token}|{exp}".encode(), hashlib.sha256).hexdigest()[:24]
+        return self.sign(f"{token}|{exp}")[:24]
 
     def result_url(self, request: Request | str, token: str, *, ttl: float | None | str = "config"
                    ) -> tuple[str, float | None]:
@@ -575,7 +678,7 @@ class Sandbox:
         ``ttl`` defaults to ``config.download_ttl``; pass None for a URL that never expires.
         ``request`` may also be a base URL string (for callbacks sent outside any request).
         """
-        entry = self._files[token]
+        entry = self.files.files[token]
         lifetime = self.config.download_ttl if ttl == "config" else ttl
         expires = None if lifetime is None else self.now() + float(lifetime)
         exp = "" if expires is None else f"{expires:.3f}"
@@ -590,7 +693,7 @@ class Sandbox:
 
     def check_file_url(self, token: str, query: Mapping[str, str]) -> str:
         """'ok' | 'expired' | 'unknown' (unknown token or a signature that does not match)."""
-        if token not in self._files:
+        if self.files.get(token) is None:
             return "unknown"
         exp = query.get("exp", "")
         if not hmac.compare_digest(self._sign(token, exp), query.get("sig", "")):

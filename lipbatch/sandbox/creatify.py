@@ -52,7 +52,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox import render as media
-from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, json_body, probe_input
+from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, forget_tasks, json_body, probe_input
 
 PATH = "/api/lipsyncs_v2/"
 ASPECT_RATIOS = ("9x16", "16x9", "1x1")
@@ -108,7 +108,7 @@ class _Task:
     duration: int
     token: str | None
     failure: str | None
-    base: Request
+    base: str  # the sandbox URL the task was created through (for the webhook's output URL)
     refunded: bool = False
 
 
@@ -156,6 +156,22 @@ class Emulator:
 
     def reset(self) -> None:
         self.tasks.clear()
+
+    def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
+        """No uploads here (audio comes by URL); forgotten tasks (and those whose video is
+        forgotten) answer 404 ``{"detail": "Not found."}`` and leave the listings."""
+        return {"uploads": 0, **forget_tasks(self.sandbox, self.tasks, tasks=tasks, results=results)}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"tasks": [[t.id, t.account, t.request, t.lifecycle.to_json(), t.credits, t.duration, t.token,
+                           t.failure, t.base, t.refunded] for t in self.tasks.values()]}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.tasks = {}
+        for ident, account, request, lifecycle, credits, duration, token, failure, base, refunded in data["tasks"]:
+            self.tasks[ident] = _Task(ident, account, dict(request),
+                                      self.sandbox.lifecycle_from_json(self.name, account, lifecycle),
+                                      int(credits), int(duration), token, failure, base, bool(refunded))
 
     def _auth(self, request: Request) -> tuple[str | None, Response | None]:
         api_id = request.headers.get("x-api-id", "").strip()
@@ -227,7 +243,7 @@ class Emulator:
         moderated = failure is not None and "moderation" in failure
         task = _Task(
             id=self.sandbox.new_id(), account=account, credits=credits, token=token, failure=failure,
-            duration=max(1, int(seconds + 0.5)), base=request,
+            duration=max(1, int(seconds + 0.5)), base=str(request.base_url),
             request={"aspect_ratio": "9x16", "model_version": "standard", "name": None, "webhook_url": None}
             | {k: body[k] for k in ("aspect_ratio", "model_version", "name", "webhook_url") if k in body}
             | {"video_inputs": scenes},

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,7 +46,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, json_body, probe_input
+from lipbatch.sandbox.core import (
+    Lifecycle,
+    Sandbox,
+    accepts,
+    account_label,
+    bearer_token,
+    forget_tasks,
+    json_body,
+    probe_input,
+    record_json,
+)
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "m4v", "mov", "webm"),
@@ -75,7 +84,7 @@ class Invalid(Exception):
 class _Upload:
     path: str
     url_expires: float
-    data: bytes | None = None
+    token: str | None = None  # the stored bytes (a sandbox file), once PUT
     stored_at: float | None = None
 
 
@@ -113,7 +122,6 @@ class Emulator:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        self._secret = os.urandom(16)
         self.uploads: dict[str, _Upload] = {}
         self.projects: dict[str, _Project] = {}
         sandbox.add_input_resolver(self._resolve_url)
@@ -133,10 +141,40 @@ class Emulator:
         self.uploads.clear()
         self.projects.clear()
 
+    def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
+        """Uploads: every file_path (and unused upload URL) is gone, as after the 7-day deletion.
+        Tasks: projects poll 404 "Not Found". Results: a complete project stays, but deleted as the
+        docs show one (``enabled: false``, no downloads); its old download URLs answer 404."""
+        counts = {"uploads": 0, "tasks": 0, "results": 0}
+        if uploads:
+            for upload in self.uploads.values():
+                counts["uploads"] += self.sandbox.drop_file(upload.token)
+            self.uploads.clear()
+        if tasks:
+            counts |= forget_tasks(self.sandbox, self.projects, tasks=True, results=results)
+        elif results:
+            for project in self.projects.values():
+                if project.lifecycle.phase() == "finished" and self.sandbox.drop_file(project.token):
+                    project.token, project.enabled = None, False
+                    counts["results"] += 1
+        return counts
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"uploads": [[u.path, u.url_expires, u.token, u.stored_at] for u in self.uploads.values()],
+                "projects": [record_json(p, lifecycle=p.lifecycle.to_json()) for p in self.projects.values()]}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.uploads = {path: _Upload(path, float(expires), token, stored_at)
+                        for path, expires, token, stored_at in data["uploads"]}
+        self.projects = {}
+        for fields in data["projects"]:
+            lifecycle = self.sandbox.lifecycle_from_json(self.name, fields["account"], fields["lifecycle"])
+            self.projects[fields["id"]] = _Project(**(fields | {"lifecycle": lifecycle}))
+
     # -- uploads --------------------------------------------------------------------------------
 
     def _sign(self, path: str, expires: float) -> str:
-        return hmac.new(self._secret, f"{path}|{expires:.3f}".encode(), hashlib.sha256).hexdigest()
+        return self.sandbox.sign(f"magichour|{path}|{expires:.3f}")
 
     async def _upload_urls(self, request: Request) -> Response:
         if not accepts(self.sandbox, bearer_token(request) or ""):
@@ -173,17 +211,20 @@ class Emulator:
         if self.sandbox.now() >= upload.url_expires:
             return Response(_S3_ERROR.format("AccessDenied", "Request has expired"), status_code=403,
                             media_type="application/xml")
-        upload.data = await request.body()
+        data = await request.body()
+        self.sandbox.drop_file(upload.token)  # a second PUT replaces the object
+        upload.token = self.sandbox.publish(data, filename=path.rsplit("/", 1)[-1], provider=self.name,
+                                            media_type=request.headers.get("content-type", "application/octet-stream"))
         upload.stored_at = self.sandbox.now()
-        return Response(b"", status_code=200, headers={"ETag": f'"{hashlib.md5(upload.data).hexdigest()}"'})
+        return Response(b"", status_code=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
 
     def _stored(self, path: str) -> bytes | None:
         upload = self.uploads.get(path)
-        if upload is None or upload.data is None or upload.stored_at is None:
+        if upload is None or upload.token is None or upload.stored_at is None:
             return None
         if self.sandbox.now() >= upload.stored_at + UPLOAD_RETENTION:
             return None
-        return upload.data
+        return self.sandbox.file_bytes(upload.token)
 
     def _resolve_url(self, url: str) -> bytes | None:
         path = urlsplit(url).path.lstrip("/")
@@ -216,9 +257,10 @@ class Emulator:
         return str(self.sandbox.config.extra.get("magichour_plan", "creator")).lower()
 
     async def _create(self, request: Request) -> Response:
-        account = bearer_token(request) or ""
-        if not accepts(self.sandbox, account):
+        key = bearer_token(request) or ""
+        if not accepts(self.sandbox, key):
             return self.error(401, "Unauthorized")
+        account = account_label(key)
         body = await json_body(request)
         try:
             spec = _lip_sync_spec(body)
@@ -289,11 +331,11 @@ class Emulator:
             project.actual = project.estimate
 
     async def _project(self, request: Request) -> Response:
-        account = bearer_token(request) or ""
-        if not accepts(self.sandbox, account):
+        key = bearer_token(request) or ""
+        if not accepts(self.sandbox, key):
             return self.error(401, "Unauthorized")
         project = self.projects.get(request.path_params["id"])
-        if project is None or project.account != account:
+        if project is None or project.account != account_label(key):
             return self.error(404, "Not Found")
         if request.method == "DELETE":
             project.enabled = False

@@ -86,8 +86,9 @@ async def create(emu: Emulator, request: Request) -> Response:
     moderated = emu.sandbox.is_moderated(body.get("voice_text")) or any(
         emu.sandbox.is_moderated(asset.name) for asset in assets)
 
+    output = None if moderated else await emu.sandbox.render(**render_inputs)
     task = await emu.submit(request, kind=KIND, body=body, assets=assets, task_type="lipsync",
-                            name=options["name"], options=options, render_inputs=render_inputs,
+                            name=options["name"], options=options, output=output,
                             output_seconds=seconds, moderated=moderated, progress_as_string=False)
     if isinstance(task, Response):
         return task

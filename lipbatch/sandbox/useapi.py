@@ -61,7 +61,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, bearer_token, probe_input
+from lipbatch.sandbox.core import (
+    Lifecycle,
+    Sandbox,
+    accepts,
+    account_label,
+    bearer_token,
+    forget_tasks,
+    probe_input,
+    record_json,
+)
 
 PREFIX = "/v1/runwayml"
 PROVIDER = "useapi"
@@ -114,6 +123,7 @@ class Account:
     email: str
     user_id: int
     max_jobs: int | None = None  # None: config.max_jobs or the default
+    owner: str = ""  # account_label of the token that linked it
     unfinished: list[Task] = field(default_factory=list)  # pruned on each create: no scan of every task
 
 
@@ -146,7 +156,7 @@ class Task:
     options: dict[str, Any]
     lifecycle: Lifecycle
     base_url: str
-    render_inputs: dict[str, Any]
+    token: str | None  # the output file, rendered at create (None when moderated)
     credits: float
     moderated: bool
     progress_as_string: bool
@@ -154,6 +164,7 @@ class Task:
     reply_ref: str | None = None
     artifact: Asset | None = None
     extra_fields: dict[str, Any] = field(default_factory=dict)
+    refunded: bool = False
 
     @property
     def task_id(self) -> str:
@@ -183,9 +194,63 @@ class Emulator:
         self.reset()
 
     def reset(self) -> None:
-        self.accounts: dict[str, dict[str, Account]] = {}  # token -> email -> account
+        self.accounts: dict[str, dict[str, Account]] = {}  # account_label(token) -> email -> account
         self.assets: dict[str, Asset] = {}  # asset uuid -> asset
         self.tasks: dict[str, Task] = {}  # task uuid -> task
+
+    def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
+        """Uploads: user-uploaded assets are gone (404 "Not found.", and creates naming them 404
+        "Unable to retrieve assetId ..."). Tasks: polls 404 "Not found.". Results: the generated
+        assets are deleted and the finished tasks that made them purged."""
+        counts = {"uploads": 0, **forget_tasks(self.sandbox, self.tasks, tasks=tasks, results=results)}
+        for uuid, asset in list(self.assets.items()):
+            if (uploads and asset.is_user_upload) or (results and not asset.is_user_upload):
+                del self.assets[uuid]
+                dropped = self.sandbox.drop_file(asset.file_token)
+                counts["uploads" if asset.is_user_upload else "results"] += dropped
+        for accounts in self.accounts.values():
+            for account in accounts.values():
+                account.unfinished = [t for t in account.unfinished if self.tasks.get(t.uuid) is t]
+        return counts
+
+    def snapshot(self) -> dict[str, Any]:
+        def asset(a: Asset) -> dict[str, Any]:
+            return record_json(a, account=[a.account.owner, a.account.email])
+
+        def artifact(a: Asset | None) -> Any:
+            return a.uuid if a is None or self.assets.get(a.uuid) is a else asset(a)
+
+        return {
+            "accounts": [[a.owner, a.email, a.user_id, a.max_jobs]
+                         for accounts in self.accounts.values() for a in accounts.values()],
+            "assets": [asset(a) for a in self.assets.values()],
+            "tasks": [record_json(t, account=[t.account.owner, t.account.email], lifecycle=t.lifecycle.to_json(),
+                                  artifact=None if t.artifact is None else artifact(t.artifact))
+                      for t in self.tasks.values()],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.reset()
+        for owner, email, user_id, max_jobs in data["accounts"]:
+            self.accounts.setdefault(owner, {})[email] = Account(email, int(user_id), max_jobs, owner)
+
+        def asset(record: dict[str, Any]) -> Asset:
+            owner, email = record["account"]
+            return Asset(**(record | {"account": self.accounts[owner][email]}))
+
+        self.assets = {record["uuid"]: asset(record) for record in data["assets"]}
+        for record in data["tasks"]:
+            owner, email = record["account"]
+            account = self.accounts[owner][email]
+            made = record["artifact"]
+            task = Task(**(record | {
+                "account": account,
+                "lifecycle": self.sandbox.lifecycle_from_json(PROVIDER, email, record["lifecycle"]),
+                "artifact": None if made is None else self.assets[made] if isinstance(made, str) else asset(made),
+            }))
+            self.tasks[task.uuid] = task
+            if task.lifecycle.phase() != "finished":
+                account.unfinished.append(task)
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Response:
         return json_error(status, message, headers=headers)
@@ -230,11 +295,12 @@ class Emulator:
         return token if token and accepts(self.sandbox, token) else None
 
     def accounts_of(self, token: str) -> dict[str, Account]:
-        accounts = self.accounts.get(token)
+        owner = account_label(token)
+        accounts = self.accounts.get(owner)
         if accounts is None:
             uid = user_id_for(token)
-            default = Account(f"runway-{uid}@example.com", uid)
-            accounts = self.accounts[token] = {default.email: default}
+            default = Account(f"runway-{uid}@example.com", uid, owner=owner)
+            accounts = self.accounts[owner] = {default.email: default}
         return accounts
 
     def pick_account(self, request: Request) -> Account:
@@ -276,7 +342,7 @@ class Emulator:
             raise BadRequest("Parameter email must match the email in the URL path")
         max_jobs = check_max_jobs(body)
         uid = user_id_for(request.state.token)
-        accounts[email] = Account(email, uid, max_jobs)
+        accounts[email] = Account(email, uid, max_jobs, account_label(request.state.token))
         return JSONResponse(self._account_json(accounts[email]))
 
     # -- assets ---------------------------------------------------------------------------------
@@ -349,9 +415,24 @@ class Emulator:
         })
 
     async def store_asset(self, account: Account, name: str, media_type: str, ext: str, data: bytes,
-                          content_type: str, hints: Mapping[str, float] | None = None, *,
-                          task_id: str | None = None) -> Asset:
-        hints = hints or {}
+                          content_type: str, hints: Mapping[str, float] | None = None) -> Asset:
+        """A user upload: probed, published and listed."""
+        metadata, duration = await self._metadata(media_type, ext, data, hints or {})
+        token = self.sandbox.publish(data, filename=f"{self.sandbox.new_id()}.{ext}", provider=PROVIDER,
+                                     media_type=content_type)
+        return self._add_asset(account, name, media_type, ext, token, len(data), metadata, duration)
+
+    def _add_asset(self, account: Account, name: str, media_type: str, ext: str, token: str, size: int,
+                   metadata: dict[str, Any] | None, duration: float | None, task_id: str | None = None) -> Asset:
+        asset = Asset(self.sandbox.new_id(), account, name, media_type, ext, token, size,
+                      self.sandbox.now(), metadata, duration, is_user_upload=task_id is None, task_id=task_id)
+        self.assets[asset.uuid] = asset
+        return asset
+
+    @staticmethod
+    async def _metadata(media_type: str, ext: str, data: bytes, hints: Mapping[str, float]
+                        ) -> tuple[dict[str, Any] | None, float | None]:
+        """Runway's ``metadata`` for an asset (probed; the upload's query hints fill gaps) and its duration."""
         info = None
         if media_type in ("video", "audio"):
             info = await probe_input(data, f".{ext}")
@@ -364,12 +445,7 @@ class Emulator:
                         "dimensions": [width, height], "size": {"width": width, "height": height}}
         elif media_type == "audio":
             metadata = {"duration": duration}
-        token = self.sandbox.publish(data, filename=f"{self.sandbox.new_id()}.{ext}", provider=PROVIDER,
-                                     media_type=content_type)
-        asset = Asset(self.sandbox.new_id(), account, name, media_type, ext, token, len(data),
-                      self.sandbox.now(), metadata, duration, is_user_upload=task_id is None, task_id=task_id)
-        self.assets[asset.uuid] = asset
-        return asset
+        return metadata, duration
 
     async def list_assets(self, request: Request) -> Response:
         offset, limit = paging(request, limit_max=50)
@@ -455,14 +531,23 @@ class Emulator:
         return value
 
     async def ensure_artifact(self, task: Task) -> Asset:
-        """Render and store the task's output once (as a Runway asset of the same account)."""
+        """List the task's output (rendered at create) once, as a Runway asset of the same account."""
         if task.artifact is None:
-            data = await self.sandbox.render(**task.render_inputs)
+            assert task.token is not None
+            data = self.sandbox.file_bytes(task.token) or b""
+            metadata, duration = await self._metadata("video", "mp4", data, {})
             if task.artifact is None:
                 filename = task.name if task.name.lower().endswith(".mp4") else f"{task.name}.mp4"
-                task.artifact = await self.store_asset(task.account, filename, "video", "mp4", data,
-                                                       "video/mp4", task_id=task.task_id)
+                task.artifact = self._add_asset(task.account, filename, "video", "mp4", task.token, len(data),
+                                                metadata, duration, task_id=task.task_id)
         return task.artifact
+
+    def _settle(self, task: Task) -> None:
+        """A moderated task's credits come back once it has failed (at its end, or at the first
+        look after a reload: timers do not survive one)."""
+        if task.moderated and not task.refunded and task.lifecycle.phase() == "finished":
+            task.refunded = True
+            self.sandbox.refund(PROVIDER, task.account.email, task.credits)
 
     async def task_view(self, task: Task, base: Request | str, *, initial: bool = False) -> dict[str, Any]:
         """The task object as ``GET /tasks/{taskId}`` shows it now (fresh artifact URLs).
@@ -470,6 +555,7 @@ class Emulator:
         ``initial``: as the create response shows it, PENDING, whatever time has passed since.
         """
         lc = task.lifecycle
+        self._settle(task)
         status = "PENDING" if initial else self.status(task)
         now = lc.created_at if initial else self.sandbox.now()
         updated = max(t for t in (lc.created_at, lc.ready_at, lc.started_at, lc.finished_at) if t <= now)
@@ -528,10 +614,13 @@ class Emulator:
                 "numPlanCredits_used": math.ceil(self.sandbox.credits_used(PROVIDER, account.email))}
 
     async def submit(self, request: Request, *, kind: str, body: Mapping[str, Any], assets: list[Asset],
-                     task_type: str, name: str, options: dict[str, Any], render_inputs: dict[str, Any],
+                     task_type: str, name: str, options: dict[str, Any], output: bytes | None,
                      output_seconds: float, moderated: bool, progress_as_string: bool,
                      extra_fields: Mapping[str, Any] | None = None) -> Task | Response:
-        """Everything after validation: account, both 429s, credits, the task and its callbacks."""
+        """Everything after validation: account, both 429s, credits, the task and its callbacks.
+
+        ``output``: the rendered result (None for a moderated task), published once accepted.
+        """
         accounts = {a.account.email for a in assets}
         if len(accounts) > 1:
             raise BadRequest("All assets must belong to the same Runway account")
@@ -558,15 +647,16 @@ class Emulator:
         seconds = cfg.job_seconds * (0.2 if moderated else 1.0)
         lifecycle = self.sandbox.lifecycle(PROVIDER, account.email, capacity=capacity, seconds=seconds,
                                            delay=0.1 * cfg.job_seconds)
+        token = None if output is None else self.sandbox.publish(
+            output, filename=f"{self.sandbox.new_id()}.mp4", provider=PROVIDER)
         task = Task(self.sandbox.new_id(), account, task_type, name, options, lifecycle,
-                    str(request.base_url), render_inputs, credits, moderated, progress_as_string,
+                    str(request.base_url), token, credits, moderated, progress_as_string,
                     reply_url=body.get("replyUrl"), reply_ref=body.get("replyRef"),
                     extra_fields=dict(extra_fields or {}))
         self.tasks[task.uuid] = task
         account.unfinished.append(task)
         if moderated:
-            self.sandbox.call_at(lifecycle.finished_at,
-                                 lambda: self.sandbox.refund(PROVIDER, account.email, credits))
+            self.sandbox.call_at(lifecycle.finished_at, lambda: self._settle(task))
         if task.reply_url:
             for when in (lifecycle.started_at, lifecycle.finished_at):
                 self.sandbox.call_at(when, lambda t=task: self._notify(t))

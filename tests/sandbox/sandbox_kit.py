@@ -5,6 +5,7 @@ Imported by ``conftest.py`` and by tests (a uniquely named module, unlike ``conf
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,5 +41,5 @@ class Emu:
         return answer.json()
 
 
-def fast_app(**changes: Any) -> Starlette:
-    return build_app(SandboxConfig(**(FAST | changes)))
+def fast_app(*, world: Path | None = None, **changes: Any) -> Starlette:
+    return build_app(SandboxConfig(**(FAST | changes)), world=world)

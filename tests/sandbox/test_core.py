@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from lipbatch.errors import UsageError
 from lipbatch.sandbox import render
-from lipbatch.sandbox.core import Sandbox, SandboxConfig, synthetic_block
+from lipbatch.sandbox.core import Sandbox, SandboxConfig
+from lipbatch.sandbox.files import synthetic_block
 from lipbatch.sandbox.server import serve
 
 pytestmark = pytest.mark.anyio
