@@ -20,6 +20,7 @@ import mediagen  # noqa: E402
 from lipbatch.model import KINDS  # noqa: E402
 from lipbatch.providers import MODULES  # noqa: E402
 from lipbatch.sandbox import useapi as useapi_emulator  # noqa: E402
+from lipbatch.sandbox.core import account_label  # noqa: E402
 
 # The sandbox emulator serving each kind, as ``Sandbox.charge`` names it.
 EMULATORS = {"runway-lipsync": "useapi", "runway-act-two-voice": "useapi", "magichour-lipsync": "magichour",
@@ -46,7 +47,7 @@ def sandbox_account(kind: str, env: dict[str, str], prefix: str) -> str:
     token = env[prefix + "TOKEN"]
     if EMULATORS[kind] == "useapi":
         return f"runway-{useapi_emulator.user_id_for(token)}@example.com"
-    return token
+    return account_label(token)  # bearer-key emulators keep accounts under a digest, never the key
 
 
 def creatify_ids() -> tuple[str, str]:
