@@ -100,6 +100,12 @@ class PgServer:
         with psycopg.connect(self.url(database), autocommit=True) as conn:
             conn.execute(statement)
 
+    def started_at(self) -> object:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+
     def url(self, database: str, user: str = SUPERUSER) -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 

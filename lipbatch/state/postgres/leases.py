@@ -109,7 +109,8 @@ class Leases:
         self.lease = lease
         self.heartbeat_every = lease / 4
         self.where = store.where
-        self._beat = Session(store.target, store.session.schema, patience=0.0, name=f"lipbatch {self.worker}")
+        self._beat = Session(store.target, store.session.schema, patience=self.heartbeat_every,
+                             name=f"lipbatch {self.worker}")
         self._run("INSERT INTO workers (id, host, pid, started_at, seen_at, lease) "
                   "VALUES (%(me)s, %(host)s, %(pid)s, now(), now(), %(lease)s)",
                   host=socket.gethostname(), pid=os.getpid())
