@@ -5,7 +5,7 @@ The server binaries come from ``$PG_BINDIR``, ``pg_config --bindir``, the newest
 none at all (the tests are then skipped with that reason). initdb refuses to run as
 root, so as root the server runs as the ``postgres`` user (``runuser``) in a folder it
 owns. It listens on 127.0.0.1 at a free port and on a unix socket in that folder;
-``fsync`` is off (the tests restart it cleanly, never crash it).
+``fsync`` is off unless asked for (the tests restart it cleanly, never crash it).
 
 One role needs a password (``PASSWORD_ROLE``, scram over TCP) so the tests can check
 that lipbatch takes it from ``PGPASSWORD``; every other connection is trusted.
@@ -55,8 +55,9 @@ def _free_port() -> int:
 
 
 class PgServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, fsync: bool = False) -> None:
         self.bindir = bindir
+        self.fsync = fsync
         self.root = Path(tempfile.mkdtemp(prefix="lipbatch-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -84,7 +85,8 @@ class PgServer:
         os.chown(path, stat.st_uid, stat.st_gid)
 
     def _ctl_start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=200 "
+                   f"-c fsync={'on' if self.fsync else 'off'}")
         self._pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
