@@ -41,6 +41,8 @@ LOGGED = {
     "job_reupload": "{message}",
     "account_stopped": "account stopped: {message}",
     "halted": "{message}",
+    "worker": "{message}",
+    "state_unreachable": "{message}",
     "interrupted": "{message}",
     "run_finished": "finished: {done} done, {skipped} already done, {failed} failed, {unknown} unknown, "
                     "{lost} output(s) lost, {blocked} blocked, {not_run} left for a rerun; outputs in {output_dir}",

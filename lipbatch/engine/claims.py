@@ -8,9 +8,10 @@ the job's claim.
 - Jobs whose task may be running at the provider come first and need no room: those
   the pre-pass saw in flight, and those whose slot a silent worker left behind
   (``Coordinator.orphans``). They are taken over and polled, never resubmitted.
-- A claimed job whose record another worker changed since the pre-pass is decided
-  again from the fresh record: done elsewhere counts as already done here (an output
-  missing from this worker's folder is downloaded again, never paid again).
+- A job another worker finished is seen without a claim when its outputs are here
+  (as the pre-pass would); a claimed job whose record another worker changed since the
+  pre-pass is decided again from the fresh record (an output missing from this
+  worker's folder is downloaded again, never paid again).
 - A job a live worker holds is asked for again every ``_claim_poll`` seconds, so each
   worker keeps watch until every job is settled, and the jobs of one that died are
   finished by the others once its lease runs out.
@@ -84,6 +85,10 @@ class ClaimQueue:
             plans.append(plan)
         return plans
 
+    def settle(self, key: str) -> None:
+        """Done without a claim (another worker made it and its outputs are here)."""
+        self.claimed([key], [key], 0.0)
+
     def accounts(self) -> list[str]:
         return sorted(self.pending)
 
@@ -128,6 +133,7 @@ class SharedRun:
                 for plan in queue.claimed(offered, self.leases.claim(offered, len(offered)), now + self._claim_poll):
                     jobs.start_soon(self._claimed_job, plan, seen, None, name=f"job {plan.job.output}")
                 for name in accounts:
+                    self._settle_done_elsewhere(queue, queue.window(name, now))
                     offered = queue.window(name, now)
                     if offered and room[name].value:
                         got = self.leases.claim(offered, room[name].value)
@@ -140,6 +146,14 @@ class SharedRun:
             if queue:
                 with trio.move_on_after(self._claim_poll):
                     await self._claim_wake.wait()
+
+    def _settle_done_elsewhere(self, queue: ClaimQueue, offered: list[str]) -> None:
+        """Jobs another worker finished whose outputs are already here need no claim: as in the pre-pass."""
+        for key in self.leases.peek_done(offered):
+            plan = self._decide(queue.plans[key].job)
+            if plan.action in ("skip", "copy"):
+                queue.settle(key)
+                self._settled_before(plan.job, plan)
 
     async def _claimed_job(self, plan: _Plan, seen: dict[str, JobRecord | None], room: trio.Semaphore | None) -> None:
         job = plan.job

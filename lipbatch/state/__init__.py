@@ -53,7 +53,9 @@ Decisions where the contract left room:
   echoes a secret back in an error message.
 
 Modules: ``records`` (what is stored), ``replay`` (reading), ``lock``,
-``durable`` (fsync'd writes), ``local`` (the writer of the local backend).
+``durable`` (fsync'd writes), ``local`` (the writer of the local backend),
+``backend`` (the interface both backends offer, and the choice between them),
+``postgres`` (the shared backend: one campaign's records in PostgreSQL, for many workers).
 """
 
 from __future__ import annotations

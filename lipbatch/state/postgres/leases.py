@@ -109,7 +109,7 @@ class Leases:
         self.lease = lease
         self.heartbeat_every = lease / 4
         self.where = store.where
-        self._beat = Session(store.target, store.session.schema, patience=self.heartbeat_every,
+        self._beat = Session(store.target, store.campaign, patience=self.heartbeat_every,
                              name=f"lipbatch {self.worker}")
         self._run("INSERT INTO workers (id, host, pid, started_at, seen_at, lease) "
                   "VALUES (%(me)s, %(host)s, %(pid)s, now(), now(), %(lease)s)",
@@ -143,6 +143,13 @@ class Leases:
         claimed, records = self.session.run(unit)
         self.store.adopt(records)
         return claimed
+
+    def peek_done(self, keys: Sequence[str]) -> list[str]:
+        """Which of ``keys`` are done (their fresh records are adopted): seen without claiming them."""
+        rows = self._run(f"SELECT key, record FROM jobs WHERE key = ANY(%(keys)s) AND status = '{JobStatus.DONE}'",
+                         keys=list(keys))
+        self.store.adopt({key: job_from_dict(json.loads(text), f"job {key}") for key, text in rows})
+        return [key for key, _ in rows]
 
     def release(self, key: str) -> None:
         self._run("UPDATE claims SET worker = NULL, expires_at = NULL WHERE key = %(key)s AND worker = %(me)s",

@@ -19,7 +19,7 @@ import psycopg
 
 from lipbatch.errors import LipbatchError
 from lipbatch.state.backend import StateUnavailableError
-from lipbatch.state.postgres.url import Target
+from lipbatch.state.postgres.url import Target, parse_url, schema_name
 
 T = TypeVar("T")
 _CONNECT_TIMEOUT = 5  # seconds (libpq's minimum is 2)
@@ -27,13 +27,21 @@ _RETRY_PAUSE = (0.1, 2.0)  # first and longest pause between reconnection attemp
 
 
 class Session:
-    def __init__(self, target: Target, schema: str, *, patience: float, name: str = "lipbatch") -> None:
+    def __init__(self, target: Target, campaign: str, *, patience: float, name: str = "lipbatch") -> None:
         self.target = target
-        self.schema = schema
+        self.campaign = campaign
+        self.schema = schema_name(campaign)
+        self.where = f"{target.shown} (campaign {campaign})"
         self.patience = patience
         self.name = name
         self._conn: psycopg.Connection | None = None
         self._gave_up = True  # until the first unit succeeds: a wrong URL or password fails at once
+
+    @classmethod
+    def open(cls, url: str, campaign: str, *, patience: float = 0.0) -> Session:
+        """A session on a campaign's schema; ``?campaign=NAME`` in the URL wins over ``campaign``."""
+        target = parse_url(url)
+        return cls(target, target.campaign or campaign, patience=patience)
 
     def connect(self) -> psycopg.Connection:
         try:

@@ -29,7 +29,6 @@ from lipbatch.state.local import _MIN_SECRET_LEN, State
 from lipbatch.state.postgres.leases import Leases, lease_seconds
 from lipbatch.state.postgres.schema import ensure_schema
 from lipbatch.state.postgres.session import Session
-from lipbatch.state.postgres.url import Target, parse_url, schema_name
 from lipbatch.state.records import (
     JobRecord,
     JobStatus,
@@ -79,25 +78,26 @@ def load_records(cursor: psycopg.Cursor, where: str) -> Loaded:
     return loaded
 
 
-def check_manifest(cursor: psycopg.Cursor, manifest: str, target: Target, campaign: str) -> None:
+def check_manifest(cursor: psycopg.Cursor, manifest: str, session: Session) -> None:
     """A campaign belongs to one manifest (by file name): a second one is refused, not mixed in."""
     cursor.execute("INSERT INTO meta (name, value) VALUES ('manifest', %s) ON CONFLICT (name) DO NOTHING",
                    (manifest,))
     cursor.execute("SELECT value FROM meta WHERE name = 'manifest'")
     owner = cursor.fetchone()[0]
     if owner != manifest:
-        raise LipbatchError(f"campaign '{campaign}' in {target.shown} belongs to manifest {owner}, not {manifest}; "
+        raise LipbatchError(f"campaign '{session.campaign}' in {session.target.shown} belongs to manifest {owner}, "
+                            f"not {manifest}; "
                             "name another campaign with ?campaign=NAME in the state URL")
 
 
 class PostgresState(State):
     """One campaign's records in PostgreSQL; with ``leases`` when opened by a worker."""
 
-    def __init__(self, session: Session, campaign: str, loaded: Loaded, *, redact: tuple[str, ...]) -> None:
+    def __init__(self, session: Session, loaded: Loaded, *, redact: tuple[str, ...]) -> None:
         super().__init__(Path(session.schema), loaded, {}, compact_every=0, redact=redact)
         self.session = session
         self.target = session.target
-        self.campaign = campaign
+        self.campaign = session.campaign
         self.leases: Leases | None = None
         self._closed = False
 
@@ -106,19 +106,17 @@ class PostgresState(State):
              worker: bool = False) -> PostgresState:
         """Connect, create or migrate the campaign's schema, load its records; ``worker``: also
         register this process as a worker and take leases from now on."""
-        target = parse_url(url)
-        campaign = target.campaign or campaign
         lease = lease_seconds()
-        session = Session(target, schema_name(campaign), patience=lease / 2)
-        where = f"shared state {target.shown} (campaign {campaign})"
+        session = Session.open(url, campaign, patience=lease / 2)
+        where = f"shared state {session.where}"
 
         def load(cursor: psycopg.Cursor) -> Loaded:
             ensure_schema(cursor, session.schema)
-            check_manifest(cursor, manifest, target, campaign)
+            check_manifest(cursor, manifest, session)
             return load_records(cursor, where)
 
         loaded = session.run(load)
-        self = cls(session, campaign, loaded, redact=tuple(s for s in redact if s and len(s) >= _MIN_SECRET_LEN))
+        self = cls(session, loaded, redact=tuple(s for s in redact if s and len(s) >= _MIN_SECRET_LEN))
         if worker:
             try:
                 self.leases = Leases(self, lease=lease)
@@ -129,7 +127,7 @@ class PostgresState(State):
 
     @property
     def where(self) -> str:
-        return f"{self.target.shown} (campaign {self.campaign})"
+        return self.session.where
 
     def adopt(self, records: dict[str, JobRecord]) -> None:
         """Fresh records of jobs this worker just claimed (another worker may have moved them on)."""

@@ -14,10 +14,10 @@ import uuid
 import psycopg
 
 from lipbatch.errors import LipbatchError
-from lipbatch.state.postgres.schema import check_version, ensure_schema, schema_exists
+from lipbatch.state.postgres.schema import ensure_schema
 from lipbatch.state.postgres.session import Session
 from lipbatch.state.postgres.store import check_manifest, job_row, load_records, take_row, upload_row
-from lipbatch.state.postgres.url import parse_url, schema_name
+from lipbatch.state.postgres.view import read_campaign
 from lipbatch.state.replay import Loaded
 
 
@@ -31,14 +31,12 @@ def counts(loaded: Loaded) -> str:
 
 def push(loaded: Loaded, url: str, campaign: str, *, manifest: str) -> tuple[str, bool]:
     """Copy ``loaded`` into the campaign's schema; (where, copied: False when it was already there)."""
-    target = parse_url(url)
-    campaign = target.campaign or campaign
-    where = f"{target.shown} (campaign {campaign})"
-    session = Session(target, schema_name(campaign), patience=0.0)
+    session = Session.open(url, campaign)
+    where = session.where
 
     def unit(cursor: psycopg.Cursor) -> bool:
         ensure_schema(cursor, session.schema)
-        check_manifest(cursor, manifest, target, campaign)
+        check_manifest(cursor, manifest, session)
         cursor.execute("LOCK TABLE jobs, uploads, takes IN EXCLUSIVE MODE")
         there = load_records(cursor, f"shared state {where}")
         if there.jobs or there.uploads or there.takes:
@@ -65,19 +63,5 @@ def push(loaded: Loaded, url: str, campaign: str, *, manifest: str) -> tuple[str
 
 def pull(url: str, campaign: str) -> tuple[str, Loaded]:
     """The campaign's records, read in one consistent snapshot; an unknown campaign is an error."""
-    target = parse_url(url)
-    campaign = target.campaign or campaign
-    where = f"{target.shown} (campaign {campaign})"
-    session = Session(target, schema_name(campaign), patience=0.0)
-
-    def unit(cursor: psycopg.Cursor) -> Loaded:
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        if not schema_exists(cursor, session.schema):
-            raise LipbatchError(f"{where} does not exist: nothing to pull")
-        check_version(cursor)
-        return load_records(cursor, f"shared state {where}")
-
-    try:
-        return where, session.run(unit)
-    finally:
-        session.close()
+    view = read_campaign(url, campaign, must_exist=True)
+    return view.where, view.loaded
