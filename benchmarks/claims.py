@@ -123,6 +123,8 @@ def measure(url: str, jobs: int) -> list[list]:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--url", help="a PostgreSQL database to use (default: a temp server)")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="the temp server without fsync: what the protocol costs, apart from the disk")
     p.add_argument("--jobs", type=int, help="jobs per measurement (default 1,500, --quick 300)")
     args = p.parse_args()
     jobs = args.jobs or (300 if args.quick else 1500)
@@ -135,7 +137,7 @@ def main() -> None:
         bindir = find_bindir()
         if bindir is None:
             raise SystemExit("claims: no PostgreSQL server binaries; install postgresql or pass --url")
-        server = PgServer(bindir, fsync=True).start()
+        server = PgServer(bindir, fsync=not args.no_fsync).start()
         url = server.url(server.new_database())
     try:
         rows = measure(url, jobs)
