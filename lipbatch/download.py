@@ -28,10 +28,15 @@ Decisions where the docs left room:
 * A complete transfer that is not a playable video raises
   ``CorruptDownloadError`` (a ``TransientError``): the runner retries it
   a bounded number of times, which also refetches the URL when needed.
+* The temp file and the rename never go through a symlink below the output
+  folder (``lipbatch.confined``); a local write failure (disk full,
+  permissions, a vanished folder) is an ``OutputWriteError`` naming the path:
+  retrying the transfer cannot fix it, so it is not retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -44,10 +49,10 @@ from typing import IO
 import httpx
 import trio
 
+from lipbatch import confined
 from lipbatch.errors import PermanentError, ProviderError, TransientError
 from lipbatch.media import MediaError, verify_playable
 from lipbatch.providers.base import error_message, parse_retry_after
-from lipbatch.state import fsync_directory
 
 _EXPIRED = frozenset({401, 403, 404, 410})
 _RETRYABLE = frozenset({408, 425, 429})
@@ -93,22 +98,33 @@ class _Retry(Exception):
 
 
 class _Part:
-    """The temp file being filled and the running sha256 of exactly the bytes it holds."""
+    """The temp file being filled and the running sha256 of exactly the bytes it holds.
 
-    def __init__(self, path: Path):
-        self.path = path
+    Created, and later renamed onto ``dest``, relative to a folder opened without following
+    symlinks from the output folder (``lipbatch.confined``); OS errors are ``OutputWriteError``.
+    """
+
+    def __init__(self, root: Path, dest: Path):
+        self.dest = dest
+        self.name = f".{dest.name}.{secrets.token_hex(6)}.part"
+        self.path = dest.with_name(self.name)
         self.size = 0
         self.hash = hashlib.sha256()
+        self._folder = confined.open_folder(root, dest)
         self._file: IO[bytes] | None = None
-
-    async def open(self) -> None:
-        self._file = await trio.to_thread.run_sync(lambda: open(self.path, "xb", buffering=0))  # noqa: SIM115
+        with confined.writing(dest):
+            try:
+                self._file = os.fdopen(confined.create_file(self._folder, self.name), "wb", buffering=0)
+            except BaseException:
+                os.close(self._folder)
+                raise
 
     def _write(self, chunk: bytes | bytearray) -> None:
         assert self._file is not None
         view = memoryview(chunk)
-        while view:
-            view = view[self._file.write(view) :]
+        with confined.writing(self.dest):
+            while view:
+                view = view[self._file.write(view) :]
         self.hash.update(chunk)
 
     async def write(self, chunk: bytes | bytearray) -> None:
@@ -120,8 +136,9 @@ class _Part:
     async def restart(self) -> None:
         def truncate() -> None:
             assert self._file is not None
-            self._file.seek(0)
-            self._file.truncate()
+            with confined.writing(self.dest):
+                self._file.seek(0)
+                self._file.truncate()
 
         await trio.to_thread.run_sync(truncate)
         self.size = 0
@@ -130,15 +147,27 @@ class _Part:
     async def finish(self) -> None:
         def sync_and_close() -> None:
             assert self._file is not None
-            os.fsync(self._file.fileno())
-            self._file.close()
+            with confined.writing(self.dest):
+                os.fsync(self._file.fileno())
+                self._file.close()
 
         await trio.to_thread.run_sync(sync_and_close)
 
+    async def publish(self) -> None:
+        def rename() -> None:
+            with confined.writing(self.dest):
+                confined.publish(self._folder, self.name, self.dest.name)
+
+        await trio.to_thread.run_sync(rename)
+
     def discard(self) -> None:
+        """Close and remove the temp file (after a publish its name no longer exists)."""
         if self._file is not None:
-            self._file.close()
-        self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.name, dir_fd=self._folder)
+        os.close(self._folder)
 
 
 @dataclass
@@ -154,6 +183,7 @@ async def download(
     url: str,
     dest: Path,
     *,
+    root: Path | None = None,
     verify: bool = True,
     chunk_size: int = 1 << 20,
     max_attempts: int = 5,
@@ -164,13 +194,13 @@ async def download(
     Raises ``ResultExpiredError`` (re-poll for a fresh URL), ``TransientError``
     after ``max_attempts`` failed attempts, ``CorruptDownloadError`` when the
     bytes are not a playable video, ``PermanentError`` for other 4xx answers.
-    ``retry_delay`` is the base of the jittered backoff between attempts.
+    ``retry_delay`` is the base of the jittered backoff between attempts. ``root`` is the output
+    folder: no folder between it and ``dest`` may be a symlink (default: ``dest``'s own folder).
+    Raises ``OutputWriteError`` when the file cannot be written (disk full, permissions, a symlink).
     """
     dest = Path(dest)
-    await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
-    part = _Part(dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part"))
+    part = await trio.to_thread.run_sync(_Part, Path(root) if root is not None else dest.parent, dest)
     try:
-        await part.open()
         await _transfer(http, url, part, chunk_size=chunk_size, max_attempts=max_attempts, retry_delay=retry_delay)
         await part.finish()
         if verify:
@@ -180,15 +210,10 @@ async def download(
                 raise CorruptDownloadError(
                     f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"
                 ) from exc
-
-        def publish() -> None:
-            os.replace(part.path, dest)
-            fsync_directory(dest.parent)
-
-        await trio.to_thread.run_sync(publish)
+        await part.publish()
         return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest)
     finally:
-        part.discard()  # after a successful publish the temp name no longer exists
+        part.discard()
 
 
 async def _transfer(

@@ -102,25 +102,32 @@ async def _watch_signals(stop: trio.Event) -> None:
 
 async def _run(args: argparse.Namespace, project: Project, rejected: Mapping[str, str]) -> int:
     stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, stop)
-        time_scale = 1.0
-        if args.sandbox:
-            from lipbatch.sandbox.app import build_app
-            from lipbatch.sandbox.server import serve
+    world = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, stop)
+            time_scale = 1.0
+            if args.sandbox:
+                from lipbatch.sandbox.app import build_app
+                from lipbatch.sandbox.server import serve
 
-            config = SandboxConfig()
-            app = build_app(config, world=world_path(project))
-            url = await nursery.start(lambda task_status: serve(app, task_status=task_status))
-            time_scale = config.time_scale
-            project = point_at_sandbox(project, url, in_process=True)
-        elif args.sandbox_url:
-            time_scale = await sandbox_time_scale(args.sandbox_url)
-            project = point_at_sandbox(project, args.sandbox_url)
-        with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
-            summary = await run_project(project, options_from_args(args, time_scale=time_scale, rejected=rejected),
-                                        sink=sink, stop=stop, state_url=args.state_url)
-        nursery.cancel_scope.cancel()
+                config = SandboxConfig()
+                app = build_app(config, world=world_path(project))
+                world = app.state.world
+                url = await nursery.start(lambda task_status: serve(app, task_status=task_status))
+                time_scale = config.time_scale
+                project = point_at_sandbox(project, url, in_process=True)
+            elif args.sandbox_url:
+                time_scale = await sandbox_time_scale(args.sandbox_url)
+                project = point_at_sandbox(project, args.sandbox_url)
+            with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
+                summary = await run_project(project, options_from_args(args, time_scale=time_scale,
+                                                                       rejected=rejected),
+                                            sink=sink, stop=stop, state_url=args.state_url)
+            nursery.cancel_scope.cancel()
+    finally:
+        if world is not None:
+            world.close()  # the emulated providers' world, saved for the next rehearsal, and unlocked
     return summary.exit_code
 
 

@@ -7,8 +7,8 @@ different state, and is a no-op when it holds the very same records. ``--sandbox
 moves the rehearsal's state. The campaign is named after the state file (or
 ``?campaign=NAME`` in the URL), as for ``lipbatch run --state``.
 
-These are sub-commands of ``lipbatch state`` (``commands/state.py``), added by
-``add_subcommands`` so other modules can add theirs beside them.
+These are actions of ``lipbatch state`` (``commands/state.py``), added there by
+``add_subcommands``; each sets ``_state_main``, which ``state.main`` calls.
 """
 
 from __future__ import annotations

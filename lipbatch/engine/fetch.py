@@ -6,6 +6,10 @@ Before the new take lands, lipbatch's old take at that path moves to ``takes/``
 (``Outputs.make_room``); a file lipbatch did not write blocks the job instead,
 and the paid result waits at the provider for the next run.
 
+A result that cannot be written here (disk full, permissions, a folder that
+vanished, a symlink below the output folder: ``lipbatch.confined``) fails that
+job only; the record keeps the paid task, so a rerun downloads it.
+
 Restoring a done job whose output went missing: when the provider no longer
 knows the task, or its result is gone, the job stays DONE and is marked
 ``output_lost`` (never FAILED); only ``--regenerate-missing`` or ``redo`` pays
@@ -19,6 +23,7 @@ import time
 import trio
 
 from lipbatch import download as dl
+from lipbatch.confined import OutputWriteError
 from lipbatch.engine.accounts import AccountRun
 from lipbatch.engine.control import JobEnded
 from lipbatch.engine.outputs import copy_file
@@ -48,8 +53,11 @@ class FetchPhase:
                 url, expires_at = await self._fresh_url(job, acct, task_id, restoring=restoring)
             assert self.download_http is not None
             try:
-                got = await dl.download(self.download_http, url, dest, verify=True,
+                got = await dl.download(self.download_http, url, dest, root=self.outputs.dir, verify=True,
                                         retry_delay=max(0.001, 0.5 * self.scale))
+            except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits
+                raise JobEnded("failed", f"{exc} (the result is paid for and waits at the provider: "
+                                         "a rerun downloads it)") from exc
             except dl.ResultExpiredError as exc:
                 last, url = exc, None
                 self.emit("job_url_expired", job, message=str(exc))
@@ -62,13 +70,22 @@ class FetchPhase:
                 last, url = exc, None
                 continue
             self.hashes.remember(dest, got.sha256)
+            written, failure = [job.output], None
             for other in job.outputs[1:]:
-                await trio.to_thread.run_sync(copy_file, dest, self.outputs.path(other))
+                try:
+                    await trio.to_thread.run_sync(
+                        lambda other=other: copy_file(dest, self.outputs.path(other), root=self.outputs.dir))
+                except OutputWriteError as exc:
+                    failure = exc
+                    continue
                 self.hashes.remember(self.outputs.path(other), got.sha256)
+                written.append(other)
             record = self.state.job(job.key)
-            outputs = sorted({*(record.outputs if record else []), *job.outputs})
+            outputs = sorted({*(record.outputs if record else []), *written})
             self.state.update(job.key, status=JobStatus.DONE, output_sha256=got.sha256, output_size=got.size,
                               outputs=outputs, error=None, error_kind=None)
+            if failure is not None:  # done where it could be written; a rerun copies the rest
+                raise JobEnded("failed", str(failure))
             self.emit("job_done", job, sha256=got.sha256, size=got.size, outputs=list(job.outputs), take=job.take)
             return
         raise JobEnded("not_run", f"result not downloaded ({last}); a rerun downloads it")

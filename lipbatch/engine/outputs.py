@@ -16,12 +16,14 @@ Rules (the campaign-lifecycle issue):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets as _secrets
 import shutil
 import time
 from pathlib import Path
 
+from lipbatch import confined
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job
 from lipbatch.paths import take_path
@@ -129,14 +131,24 @@ def remove_partial_files(folder: Path) -> None:
                 Path(root, name).unlink(missing_ok=True)
 
 
-def copy_file(source: Path, dest: Path) -> None:
-    """Copy atomically (temp file + fsync + rename), so a crash never leaves a half output."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{_secrets.token_hex(6)}.part")
+def copy_file(source: Path, dest: Path, *, root: Path | None = None) -> None:
+    """Copy atomically (temp file + fsync + rename), so a crash never leaves a half output.
+
+    ``root``: the output folder; no folder between it and ``dest`` may be a symlink (default: ``dest``'s
+    folder). Raises ``OutputWriteError`` naming the path when the copy cannot be written.
+    """
+    folder = confined.open_folder(root if root is not None else dest.parent, dest)
+    tmp = f".{dest.name}.{_secrets.token_hex(6)}.part"
     try:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
+        with confined.writing(dest):
+            try:
+                with open(source, "rb") as src, os.fdopen(confined.create_file(folder, tmp), "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest.name, src_dir_fd=folder, dst_dir_fd=folder)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=folder)
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(folder)

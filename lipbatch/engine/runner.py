@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import trio
 
+from lipbatch.confined import OutputWriteError
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
 from lipbatch.engine.claims import SharedRun
 from lipbatch.engine.control import OUTCOMES, JobEnded
@@ -100,7 +101,7 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
         if self.sink is None:
             return
         scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
-        data = {name: scrub(value) if isinstance(value, str) else value for name, value in data.items()}
+        data = self.state.scrub_obj(data)
         try:
             self.sink(Event(type, job=job.key if job else None, account=account or (job.account if job else None),
                             output=job.output if job else None, message=message and scrub(message), data=data))
@@ -207,7 +208,7 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
             return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
         job = dataclasses.replace(job, take=record.take)
         if record.status is not JobStatus.DONE or not record.output_sha256:
-            return _Plan("work", job)
+            return self._unless_blocked(job, _Plan("work", job))  # never pay again for a file that is there
         if record.redo:
             return self._new_take(job, record.redo)
         if any(self.options.rejected.get(out) == record.output_sha256 for out in job.outputs):
@@ -220,7 +221,10 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
             for name in missing:
                 if not self.outputs.make_room(name, job.key, force=self.options.force):
                     return _Plan("blocked", job, reason=self._foreign_reason(name))
-                copy_file(source, self.outputs.path(name))
+                try:
+                    copy_file(source, self.outputs.path(name), root=self.outputs.dir)
+                except OutputWriteError as exc:
+                    return _Plan("blocked", job, reason=str(exc))
             return _Plan("copy" if missing else "skip", job, source=source, targets=missing)
         if record.lost:
             if self.options.regenerate_missing:

@@ -29,6 +29,10 @@ Contract: ../shared/providers/aimlapi-pixverse-lipsync.md. Readings where the do
   It expires after ``config.download_ttl`` (never by default); every poll returns a fresh one.
 - Output: the input video with the input audio (or a tone following the TTS text's length), lasting
   as long as the audio.
+- Accounts (credits, visibility) are per key, kept under its ``account_label``.
+- Forgetting (``/_sandbox/forget``): there is no upload API; forgotten generations, and finished
+  ones whose video is forgotten, poll 404 ``"Generation not found"`` (generic body) and their
+  video URLs answer 404.
 """
 
 from __future__ import annotations

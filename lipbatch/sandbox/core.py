@@ -14,19 +14,43 @@ Semantics the emulators and tests rely on:
 - Lifecycles are scheduled once, at creation, in virtual time: FIFO per
   (provider, account); a task may start after ``delay`` (the provider's
   pickup latency) and only when fewer than ``capacity`` earlier tasks of the
-  account are running. Nothing runs in the background to advance them.
+  account are running. Nothing runs in the background to advance them. A task
+  is *active* from its creation until its scheduled end (``[created_at,
+  finished_at)``); ``max_active_tasks`` is updated at each creation, the only
+  instants at which the active count rises, so it is exact.
 - Faults are drawn from ``random.Random(f"{seed}|{kind}|{method}|{path}|{n}")``
   where ``n`` counts earlier requests with the same method and path: the
   k-th request to a URL gets the same fault under the same seed, whatever
   the interleaving of concurrent requests to other URLs.
-- Result files live in memory and are served by ``sandbox/app.py`` under
+- Result files live in memory (or, in a persistent world, in its ``files/``
+  folder: ``sandbox/files.py``) and are served by ``sandbox/app.py`` under
   ``/cdn/<provider>/<token>/<filename>`` with signed, optionally expiring
   query strings; every ``result_url`` call returns a new URL.
+- Ids: the n-th ``new_id`` hashes (seed, reset generation, n), so runs are
+  reproducible under a seed and a reloaded world continues the sequence.
+- Accounts named by a bearer key (Magic Hour, AI/ML API, useapi.net tokens)
+  are kept under ``account_label(key)``, a digest: no key is ever written to
+  a world folder or shown in stats. Creatify accounts are the ``X-API-ID``.
+- Forgetting (``Sandbox.forget``, ``POST /_sandbox/forget``): each emulator
+  drops uploaded inputs, task records and/or result files and then answers as
+  its provider documents for unknown ones (see each module). A forgotten task
+  still holds its scheduled slot until its scheduled end (schedules are fixed
+  at creation) and still counts in ``max_active_tasks``. Forgetting results
+  touches only finished tasks; a task whose result is forgotten is purged
+  (polls answer not-found) except at Magic Hour, whose docs show a deleted
+  project as ``enabled: false`` with no downloads.
+- Persistence (``sandbox/world.py``): ``snapshot``/``volatile``/``restore``
+  here and ``snapshot``/``restore`` on each emulator turn the world into JSON
+  values and back; lifecycles keep their ids so emulators and the schedule
+  share them again after a reload.
 - Stats (``GET /_sandbox/stats``): ``requests`` (total), ``requests_by_provider``,
   ``requests_by_route`` (``"METHOD /route/template"``), ``creates`` (per kind),
-  ``creates_total``, ``duplicate_creates`` (total), ``duplicate_creates_by_kind``,
+  ``creates_total``, ``duplicate_creates`` (total; bodies are compared by the
+  digest of their canonical JSON, kept in a world), ``duplicate_creates_by_kind``,
   ``faults`` (per fault type), ``downloads``, ``downloads_expired``,
-  ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``).
+  ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``),
+  ``max_active_tasks`` (``"provider/account"`` -> the most tasks of the account
+  active at any one virtual instant).
 """
 
 from __future__ import annotations
@@ -242,7 +266,7 @@ def canonical_json(body: Any) -> str:
 
 def record_json(obj: Any, **references: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict for a snapshot, with its non-JSON fields (references) replaced."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} | references
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__} | references
 
 
 def account_label(credential: str) -> str:
@@ -399,42 +423,45 @@ class Sandbox:
     # -- persistence (the file I/O is sandbox/world.py's) ---------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """This sandbox's shared state as JSON values (file bytes excluded; emulators save their own)."""
+        """This sandbox's records as JSON values: what changes only with the world's content (file
+        bytes excluded; emulators snapshot their own records)."""
         now = self.now()
         return {
-            "now": now, "secret": self._secret.hex(), "generation": self._generation,
-            "ids": self._id_count, "lifecycles": self._lifecycle_count, "url_nonce": self._url_nonce,
+            "secret": self._secret.hex(), "generation": self._generation, "lifecycles": self._lifecycle_count,
             "schedule": [[p, a, *lc.to_json()] for (p, a), lcs in self._lifecycles.items()
                          for lc in lcs if lc.finished_at > now],
             "max_active": [[p, a, n] for (p, a), n in self._max_active.items()],
             "credits_used": [[p, a, used] for (p, a), used in self._credits_used.items()],
             "files": self.files.snapshot(),
             "seen_bodies": {kind: list(seen) for kind, seen in self._seen_bodies.items()},
-            "fault_counts": self._fault_counts, "hosts": list(self._hosts),
-            "stats": self._stats,
         }
 
-    def restore(self, data: Mapping[str, Any], *, now: float, files: Path) -> None:
-        """Load ``snapshot()`` output, with the virtual clock set to ``now``; stored file bytes are
-        in the folder ``files``. Call before the emulators restore (they look lifecycles up here).
-        Raises KeyError/TypeError/ValueError on malformed data."""
+    def volatile(self) -> dict[str, Any]:
+        """What changes with nearly every request (clock, counters, stats), saved apart from ``snapshot``."""
+        return {"now": self.now(), "ids": self._id_count, "url_nonce": self._url_nonce,
+                "fault_counts": self._fault_counts, "hosts": list(self._hosts), "stats": self._stats}
+
+    def restore(self, records: Mapping[str, Any], volatile: Mapping[str, Any], *, now: float, files: Path) -> None:
+        """Load ``snapshot()`` and ``volatile()`` output, with the virtual clock set to ``now``; stored
+        file bytes are in the folder ``files``. Call before the emulators restore (they look
+        lifecycles up here). Raises KeyError/TypeError/ValueError on malformed data."""
         self._clear()
-        self._secret = bytes.fromhex(data["secret"])
-        self._generation = int(data["generation"])
-        self._id_count, self._lifecycle_count = int(data["ids"]), int(data["lifecycles"])
-        self._url_nonce = int(data["url_nonce"])
+        self._secret = bytes.fromhex(records["secret"])
+        self._generation = int(records["generation"])
+        self._lifecycle_count = int(records["lifecycles"])
         self._r0, self._v0, self._scale = time.monotonic(), float(now), self.config.time_scale
-        for provider, account, *times in data["schedule"]:
+        for provider, account, *times in records["schedule"]:
             lc = self.lifecycle_from_json(provider, account, times)
             self._restored[lc.id] = lc
             self._lifecycles.setdefault((provider, account), []).append(lc)
-        self._max_active = {(p, a): int(n) for p, a, n in data["max_active"]}
-        self._credits_used = {(p, a): float(used) for p, a, used in data["credits_used"]}
-        self.files.restore(data["files"], files)
-        self._seen_bodies = {kind: set(seen) for kind, seen in data["seen_bodies"].items()}
-        self._fault_counts = Counter(data["fault_counts"])
-        self._hosts = set(data["hosts"])
-        for name, value in data["stats"].items():
+        self._max_active = {(p, a): int(n) for p, a, n in records["max_active"]}
+        self._credits_used = {(p, a): float(used) for p, a, used in records["credits_used"]}
+        self.files.restore(records["files"], files)
+        self._seen_bodies = {kind: set(seen) for kind, seen in records["seen_bodies"].items()}
+        self._id_count, self._url_nonce = int(volatile["ids"]), int(volatile["url_nonce"])
+        self._fault_counts = Counter(volatile["fault_counts"])
+        self._hosts = set(volatile["hosts"])
+        for name, value in volatile["stats"].items():
             if name not in self._stats:
                 raise ValueError(f"unknown stat {name!r}")
             self._stats[name] = Counter(value) if isinstance(self._stats[name], Counter) else int(value)

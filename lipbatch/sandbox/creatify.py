@@ -35,6 +35,9 @@ follow DRF. Readings where the docs are silent:
   comma-separated uuids), as a plain array.
 - Webhook: ``{"id", "status", "failed_reason", "output"}`` POSTed once when the task is done or failed.
 - Only the v2 create/get/list endpoints are emulated (no preview/render, no v1).
+- Forgetting (``/_sandbox/forget``): there are no uploads; forgotten tasks, and finished ones whose
+  video is forgotten, answer 404 ``{"detail": "Not found."}`` and leave ``GET /api/lipsyncs_v2/``.
+  A webhook still due when a persistent world reloads is sent at the task's next GET.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Contract: ../shared/providers/magichour-lipsync.md. Readings where the docs are silent:
 
 - Auth: ``Authorization: Bearer <key>``; anything else is 401 ``{"message": "Unauthorized"}``. The key
-  is the account (concurrency, credits and project visibility are per key).
+  is the account (concurrency, credits and project visibility are per key), kept under its
+  ``account_label``.
 - Uploads: presigned ``PUT`` URLs live on this sandbox under ``/api-assets/<id>/<type>.<ext>`` and take
   no auth; they are valid for 1 virtual hour (a bad or stale signature is S3's 403 XML). Stored files
   are deleted 7 virtual days after their PUT; a create naming a missing/expired ``file_path`` is a
@@ -29,6 +30,11 @@ Contract: ../shared/providers/magichour-lipsync.md. Readings where the docs are 
 - DELETE (204) disables the project: ``enabled: false``, no downloads; the render still finishes.
 - Moderation words (``config.moderate``) do not apply: this endpoint takes no text.
 - Webhooks are registered in the dashboard, not through the API, so none are sent.
+- Forgetting (``/_sandbox/forget``): forgotten uploads are gone as after the 7-day deletion (a create
+  naming one is the 400 above; an unused upload URL's PUT is 403). Forgotten projects poll 404
+  ``"Not Found"``. Forgotten results turn complete projects into the docs' deleted project
+  (``enabled: false``, no downloads) and their download URLs answer 404. Credit settlement still due
+  when a persistent world reloads happens at the project's next GET.
 """
 
 from __future__ import annotations
@@ -334,8 +340,9 @@ class Emulator:
         key = bearer_token(request) or ""
         if not accepts(self.sandbox, key):
             return self.error(401, "Unauthorized")
+        account = account_label(key)
         project = self.projects.get(request.path_params["id"])
-        if project is None or project.account != account_label(key):
+        if project is None or project.account != account:
             return self.error(404, "Not Found")
         if request.method == "DELETE":
             project.enabled = False

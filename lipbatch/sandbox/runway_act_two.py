@@ -51,12 +51,11 @@ async def create(emu: Emulator, request: Request) -> Response:
         "exploreMode": bool(body.get("exploreMode", False)),
         "assetGroupId": emu.sandbox.new_id(),
     }
-    moderated = emu.sandbox.is_moderated(video.name)
-    output = None if moderated else await emu.sandbox.render(video=emu.asset_bytes(video), seconds=seconds)
     task = await emu.submit(
         request, kind=KIND, body=body, assets=[video], task_type="workflow_s2s_video", name=name,
-        options=options, output=output, output_seconds=seconds, moderated=moderated,
-        progress_as_string=True, extra_fields={"sourceAssetId": None},
+        options=options, render_inputs={"video": video.file_token, "seconds": seconds},
+        output_seconds=seconds, moderated=emu.sandbox.is_moderated(video.name), progress_as_string=True,
+        extra_fields={"sourceAssetId": None},
     )
     if isinstance(task, Response):
         return task

@@ -63,8 +63,7 @@ async def create(emu: Emulator, request: Request) -> Response:
             return audio
         assets.append(audio)
 
-    picture_bytes = emu.asset_bytes(picture)
-    render_inputs: dict[str, Any] = {picture_type: picture_bytes}
+    render_inputs: dict[str, Any] = {picture_type: picture.file_token}  # media by file: see useapi.Task
     options: dict[str, Any] = {
         "name": f"Lip Sync {picture.name}",
         "exploreMode": bool(body.get("exploreMode", False)),
@@ -73,10 +72,10 @@ async def create(emu: Emulator, request: Request) -> Response:
         f"{picture_type}_asset_id": picture.uuid,
     }
     if audio is not None:
-        render_inputs["audio"] = emu.asset_bytes(audio)
+        render_inputs["audio"] = audio.file_token
         options["audio"] = emu.asset_url(audio, request)
         options["audio_asset_id"] = audio.uuid
-        seconds = audio.duration or render.output_seconds(audio=render_inputs["audio"])
+        seconds = audio.duration or render.output_seconds(audio=emu.asset_bytes(audio))
     else:
         assert voice is not None
         render_inputs["tts_text"] = body["voice_text"]
@@ -86,9 +85,8 @@ async def create(emu: Emulator, request: Request) -> Response:
     moderated = emu.sandbox.is_moderated(body.get("voice_text")) or any(
         emu.sandbox.is_moderated(asset.name) for asset in assets)
 
-    output = None if moderated else await emu.sandbox.render(**render_inputs)
     task = await emu.submit(request, kind=KIND, body=body, assets=assets, task_type="lipsync",
-                            name=options["name"], options=options, output=output,
+                            name=options["name"], options=options, render_inputs=render_inputs,
                             output_seconds=seconds, moderated=moderated, progress_as_string=False)
     if isinstance(task, Response):
         return task

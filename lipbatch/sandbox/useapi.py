@@ -12,6 +12,7 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   ``user_id`` is the number in a ``user:1234-…`` token, else a hash). More
   accounts can be linked with ``POST /accounts/{email}``; then uploads and
   listings need ``email``. Tokens never see each other's assets or tasks.
+  Accounts are kept under the token's ``account_label`` (never the token).
 - Capacity: useapi's own queue holds ``maxJobs`` unfinished tasks per account
   (request ``maxJobs`` > account ``maxJobs`` > ``config.max_jobs`` > 5); one more
   gets the "busy" 429 listing ``runningTasks``. Behind it Runway runs
@@ -27,7 +28,8 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   clients (``estimatedTimeToStartSeconds``) are real seconds (scaled).
 - Moderation: a task whose ``voice_text`` or input asset name contains a
   moderated word is accepted, runs briefly and ends FAILED with
-  ``error.moderation_category``; its credits are refunded.
+  ``error.moderation_category``; its credits are refunded when it ends (or at
+  its first poll after a reload of a persistent world, whose timers are gone).
 - Credits: ``ceil(output seconds) * extra["runway_credits_per_second"]`` (default
   1) charged at create, refunded on failure; ``exploreMode`` is free. Without
   ``--credits`` the plan shows 1,000,000 permitted credits. Out of credits:
@@ -38,7 +40,16 @@ Assumptions where the docs are silent (each a plausible reading, not a fact):
   when a task starts running and when it ends.
 - Artifacts: rendered when first seen finished, stored as a Runway asset of the
   same account; every poll (and ``GET /assets/{id}``) mints a fresh URL, which
-  expires after ``download_ttl`` with a CloudFront-style 403.
+  expires after ``download_ttl`` with a CloudFront-style 403. A task refers to
+  its inputs' files, which outlive the deletion of their assets until it has
+  rendered (the task was accepted with them). A deleted asset's URL answers 404.
+- Forgetting (``/_sandbox/forget``): forgotten uploads are unknown assets
+  (``GET /assets/{id}`` 404 ``"Not found."``; creates naming them 404 ``"Unable
+  to retrieve assetId <uuid> (Not found.)"``), tasks already accepted still
+  finish. Forgotten tasks poll 404 ``"Not found."``; their artifacts stay
+  assets. Forgotten results delete the generated assets and purge the
+  finished tasks that made them (a task listing an artifact that no longer
+  exists is nowhere documented).
 - Upload: any listed Content-Type (case-insensitive, parameters ignored); an
   empty body is a 400; media are probed for ``metadata`` (query ``duration``
   etc. fill in when probing fails). ``DELETE /assets/{id}`` answers 204.
@@ -67,7 +78,6 @@ from lipbatch.sandbox.core import (
     accepts,
     account_label,
     bearer_token,
-    forget_tasks,
     probe_input,
     record_json,
 )
@@ -80,6 +90,7 @@ TOO_MANY_TASKS = ("You have too many tasks running or pending. "
                   "Please wait for some of them to finish before starting more.")
 NO_CREDITS = "You do not have enough credits to run this task."
 UNLIMITED_PLAN_CREDITS = 1_000_000
+MEDIA_INPUTS = ("video", "image", "audio")  # render_inputs held as sandbox file tokens
 
 CONTENT_TYPES: dict[str, tuple[str, str]] = {
     "image/png": ("image", "png"), "image/jpeg": ("image", "jpeg"), "image/gif": ("image", "gif"),
@@ -156,7 +167,7 @@ class Task:
     options: dict[str, Any]
     lifecycle: Lifecycle
     base_url: str
-    token: str | None  # the output file, rendered at create (None when moderated)
+    render_inputs: dict[str, Any]  # Sandbox.render keywords; media as sandbox file tokens (MEDIA_INPUTS)
     credits: float
     moderated: bool
     progress_as_string: bool
@@ -201,17 +212,34 @@ class Emulator:
     def forget(self, *, uploads: bool, tasks: bool, results: bool) -> dict[str, int]:
         """Uploads: user-uploaded assets are gone (404 "Not found.", and creates naming them 404
         "Unable to retrieve assetId ..."). Tasks: polls 404 "Not found.". Results: the generated
-        assets are deleted and the finished tasks that made them purged."""
-        counts = {"uploads": 0, **forget_tasks(self.sandbox, self.tasks, tasks=tasks, results=results)}
-        for uuid, asset in list(self.assets.items()):
+        assets are deleted and every succeeded task purged (rendered or not)."""
+        counts = {"uploads": 0, "tasks": 0, "results": 0}
+        purged = [task for task in self.tasks.values() if tasks or (
+            results and not task.moderated and task.lifecycle.phase() == "finished")]
+        for task in purged:
+            del self.tasks[task.uuid]
+        counts["tasks"] = len(purged)
+        for asset in list(self.assets.values()):
             if (uploads and asset.is_user_upload) or (results and not asset.is_user_upload):
-                del self.assets[uuid]
-                dropped = self.sandbox.drop_file(asset.file_token)
-                counts["uploads" if asset.is_user_upload else "results"] += dropped
+                del self.assets[asset.uuid]
+                self._release(asset.file_token)
+                counts["uploads" if asset.is_user_upload else "results"] += 1
+        for task in purged:
+            for name in MEDIA_INPUTS:
+                self._release(task.render_inputs.get(name))
         for accounts in self.accounts.values():
             for account in accounts.values():
                 account.unfinished = [t for t in account.unfinished if self.tasks.get(t.uuid) is t]
         return counts
+
+    def _release(self, token: str | None) -> None:
+        """Drop a file once no asset lists it and no task still to render needs it."""
+        if token is None or any(asset.file_token == token for asset in self.assets.values()):
+            return
+        if any(task.artifact is None and task.render_inputs.get(name) == token
+               for task in self.tasks.values() for name in MEDIA_INPUTS):
+            return
+        self.sandbox.drop_file(token)
 
     def snapshot(self) -> dict[str, Any]:
         def asset(a: Asset) -> dict[str, Any]:
@@ -464,6 +492,7 @@ class Emulator:
             return json_error(404, "Not found.")
         if request.method == "DELETE":
             del self.assets[asset.uuid]
+            self._release(asset.file_token)
             return Response(status_code=204)
         return JSONResponse(self.asset_json(asset, request))
 
@@ -531,15 +560,19 @@ class Emulator:
         return value
 
     async def ensure_artifact(self, task: Task) -> Asset:
-        """List the task's output (rendered at create) once, as a Runway asset of the same account."""
+        """Render and store the task's output once (as a Runway asset of the same account)."""
         if task.artifact is None:
-            assert task.token is not None
-            data = self.sandbox.file_bytes(task.token) or b""
+            inputs = {name: self.sandbox.file_bytes(value) if name in MEDIA_INPUTS else value
+                      for name, value in task.render_inputs.items()}
+            data = await self.sandbox.render(**inputs)
             metadata, duration = await self._metadata("video", "mp4", data, {})
             if task.artifact is None:
                 filename = task.name if task.name.lower().endswith(".mp4") else f"{task.name}.mp4"
-                task.artifact = self._add_asset(task.account, filename, "video", "mp4", task.token, len(data),
+                token = self.sandbox.publish(data, filename=f"{self.sandbox.new_id()}.mp4", provider=PROVIDER)
+                task.artifact = self._add_asset(task.account, filename, "video", "mp4", token, len(data),
                                                 metadata, duration, task_id=task.task_id)
+                for name in MEDIA_INPUTS:
+                    self._release(task.render_inputs.get(name))
         return task.artifact
 
     def _settle(self, task: Task) -> None:
@@ -614,13 +647,10 @@ class Emulator:
                 "numPlanCredits_used": math.ceil(self.sandbox.credits_used(PROVIDER, account.email))}
 
     async def submit(self, request: Request, *, kind: str, body: Mapping[str, Any], assets: list[Asset],
-                     task_type: str, name: str, options: dict[str, Any], output: bytes | None,
+                     task_type: str, name: str, options: dict[str, Any], render_inputs: dict[str, Any],
                      output_seconds: float, moderated: bool, progress_as_string: bool,
                      extra_fields: Mapping[str, Any] | None = None) -> Task | Response:
-        """Everything after validation: account, both 429s, credits, the task and its callbacks.
-
-        ``output``: the rendered result (None for a moderated task), published once accepted.
-        """
+        """Everything after validation: account, both 429s, credits, the task and its callbacks."""
         accounts = {a.account.email for a in assets}
         if len(accounts) > 1:
             raise BadRequest("All assets must belong to the same Runway account")
@@ -647,10 +677,8 @@ class Emulator:
         seconds = cfg.job_seconds * (0.2 if moderated else 1.0)
         lifecycle = self.sandbox.lifecycle(PROVIDER, account.email, capacity=capacity, seconds=seconds,
                                            delay=0.1 * cfg.job_seconds)
-        token = None if output is None else self.sandbox.publish(
-            output, filename=f"{self.sandbox.new_id()}.mp4", provider=PROVIDER)
         task = Task(self.sandbox.new_id(), account, task_type, name, options, lifecycle,
-                    str(request.base_url), token, credits, moderated, progress_as_string,
+                    str(request.base_url), render_inputs, credits, moderated, progress_as_string,
                     reply_url=body.get("replyUrl"), reply_ref=body.get("replyRef"),
                     extra_fields=dict(extra_fields or {}))
         self.tasks[task.uuid] = task

@@ -2,27 +2,35 @@
 
 Layout of the folder:
 
-- ``world.json``: everything the emulators and the sandbox remember (accounts, assets, uploads,
-  tasks with their scheduled lifecycles, credits, the virtual clock, id counters, URL secret,
-  stats and the digests ``duplicate_creates`` compares), with no file bytes and no credentials
-  (bearer keys are kept as ``account_label`` digests). Rewritten whole after every request that
-  may have changed the world, before its response goes out, atomically: temp file, fsync,
-  ``os.replace``, fsync of the folder. A ``kill -9`` at any instant leaves the last complete save,
-  so whatever a client saw acknowledged is there after a restart.
-- ``files/<token>``: the bytes of each published file (results, uploads), written once (fsynced
-  before the ``world.json`` that names them) and read from there afterwards. Files no save names
-  any more (forgotten, or written just before a crash) are deleted.
+- ``world.json``: the world's records (accounts, assets, uploads, tasks with their scheduled
+  lifecycles, credits, id counters, URL secret, ``max_active_tasks``, the digests
+  ``duplicate_creates`` compares) and, as of that save, its volatile part (virtual clock, request
+  counters and other stats). No file bytes, no credentials (bearer keys are kept as
+  ``account_label`` digests). Rewritten whole (temp file, fsync, ``os.replace``) whenever a request
+  changed the records, before that request's response goes out.
+- ``stats.json``: the volatile part alone, rewritten (temp file, ``os.replace``, no fsync) after
+  requests that changed nothing else (a poll of an unchanged task: its request counters). It
+  extends the ``world.json`` whose ``seq`` it names and is ignored otherwise, so a torn or stale
+  one costs at most recent counter increments, never the world.
+- ``files/<token>``: the bytes of each published file (results, uploads), written once and
+  fsynced (with their folder) before the ``world.json`` that names them; read from there
+  afterwards. Files no save names any more (forgotten, or written just before a crash) are deleted.
 - ``lock``: held (``flock``) by the one process serving the world; a second one is refused.
 
-Concurrent requests share saves (group commit): a request waits only for a save that began
-after its changes. Changes made outside requests (timers: refunds, settlements, callbacks) are
-saved with the next request or on shutdown. The virtual clock continues across a restart as if
-the provider had kept running: ``now`` on load = saved ``now`` + wall-clock seconds since the
-save / ``time_scale`` (the loading process's), so tasks in flight progress while no process
-runs. Timers and callbacks pending at the save are dropped: refunds and settlements happen at
-the next poll of the task instead, and a Creatify webhook is sent at that poll; useapi
-``replyUrl`` posts pending at the save are not sent. ``GET /_sandbox/callbacks`` starts empty.
-The configuration is not part of the world: the loading process's applies.
+Every replacement is atomic, so a ``kill -9`` at any instant leaves the last complete save: what
+a client saw acknowledged is there after a restart. (``world.json``'s rename is not followed by
+an fsync of the folder: after a power loss a world may come back a few saves old, but whole.)
+Concurrent requests share saves (group commit): a request waits only for a save begun after its
+changes. Changes made outside requests (timers: refunds, settlements, callbacks) are saved with
+the next request or on shutdown.
+
+The virtual clock continues across a restart as if the provider had kept running: ``now`` on
+load = saved ``now`` + wall-clock seconds since the save / ``time_scale`` (the loading process's),
+so tasks in flight progress while no process runs. Timers and callbacks pending at the save are
+dropped: refunds and settlements happen at the next poll of the task instead, and a Creatify
+webhook is sent at that poll; useapi ``replyUrl`` posts pending at the save are not sent.
+``GET /_sandbox/callbacks`` starts empty. The configuration is not part of the world: the loading
+process's applies.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,6 +54,7 @@ from lipbatch.sandbox.core import CONTROL_PREFIX, Sandbox
 FORMAT = "lipbatch-sandbox-world"
 VERSION = 1
 WORLD_FILE = "world.json"
+STATS_FILE = "stats.json"
 FILES_DIR = "files"
 LOCK_FILE = "lock"
 
@@ -62,13 +72,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (the caller fsyncs the folder)."""
+def _replace(path: Path, data: bytes, *, sync: bool) -> None:
+    """Replace ``path`` whole or not at all (temp file, [fsync,] ``os.replace``)."""
     temp = path.with_name(path.name + ".tmp")
     with open(temp, "wb") as stream:
         stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+        if sync:
+            stream.flush()
+            os.fsync(stream.fileno())
     os.replace(temp, path)
 
 
@@ -80,10 +91,14 @@ class World:
         self.sandbox = sandbox
         self.files_dir = self.folder / FILES_DIR
         self.path = self.folder / WORLD_FILE
+        self.stats_path = self.folder / STATS_FILE
         self.loaded = False  # open() found a world to continue
-        self.saves = 0  # completed saves (tests count them)
+        self.saves = 0  # completed saves, and how many of them rewrote world.json (tests count them)
+        self.durable_saves = 0
         self.last_save_bytes = 0  # size of the last world.json written
         self._lock: IO[bytes] | None = None
+        self._seq = 0  # world.json's generation, named by stats.json
+        self._records = b""  # the records of the last world.json (unchanged: stats.json will do)
         self._on_disk: set[str] = set()  # tokens whose bytes are in files/
         self._requested = 0  # save() calls so far
         self._written = 0  # save() calls covered by a completed save
@@ -122,9 +137,7 @@ class World:
 
     def close(self) -> None:
         """Save (synchronously: call it once serving has stopped) and unlock."""
-        payload, new_files, keep = self._prepare()
-        self._write(payload, new_files, keep)
-        self.sandbox.files.saved(self.files_dir, [token for token, _ in new_files])
+        self._done(self._write(self._prepare()))
         self._written = self._requested
         self.release()
 
@@ -143,16 +156,29 @@ class World:
                 raise UsageError(f"sandbox world {self.path} was written by an incompatible lipbatch "
                                  f"(format version {data.get('version')!r}; this one reads {VERSION}): "
                                  "move it away or use another --world folder")
-            elapsed = max(0.0, wall_clock() - float(data["saved_at"]))
-            sandbox = data["sandbox"]
-            now = float(sandbox["now"]) + elapsed / self.sandbox.config.time_scale
-            self.sandbox.restore(sandbox, now=now, files=self.files_dir)
+            self._seq = int(data["seq"])
+            volatile = self._newer_volatile() or data["volatile"]
+            elapsed = max(0.0, wall_clock() - float(volatile["saved_at"]))
+            now = float(volatile["now"]) + elapsed / self.sandbox.config.time_scale
+            records = data["records"]
+            self.sandbox.restore(records["sandbox"], volatile, now=now, files=self.files_dir)
             for name, emulator in self.sandbox.emulators.items():
-                emulator.restore(data["emulators"][name])
+                emulator.restore(records["emulators"][name])
+            self._records = self._encode_records()  # as loaded: no rewrite until something changes
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise UsageError(f"sandbox world {self.path} is corrupt ({type(exc).__name__}: {exc}): "
                              "move it away or use another --world folder") from None
         return True
+
+    def _newer_volatile(self) -> dict[str, Any] | None:
+        """stats.json's volatile part when it extends this world.json (anything else: ignored)."""
+        try:
+            data = json.loads(self.stats_path.read_bytes())
+            if data["format"] == FORMAT and data["version"] == VERSION and data["seq"] == self._seq:
+                return data["volatile"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
 
     def _remove_strays(self) -> None:
         """Delete files no save names (written just before a crash, or half-written temp files)."""
@@ -171,33 +197,63 @@ class World:
             if self._written >= ticket:
                 return
             covered = self._requested
-            payload, new_files, keep = self._prepare()
-            await trio.to_thread.run_sync(self._write, payload, new_files, keep)
-            self.sandbox.files.saved(self.files_dir, [token for token, _ in new_files])
+            save = self._prepare()
+            if save.durable:  # fsyncs take milliseconds: off the event loop
+                self._done(await trio.to_thread.run_sync(self._write, save))
+            else:  # a small write to the page cache: cheaper than a thread hand-off
+                self._done(self._write(save))
             self._written = covered
 
-    def _prepare(self) -> tuple[bytes, list[tuple[str, bytes]], set[str]]:
+    def _prepare(self) -> _Save:
         """The snapshot (taken on the event loop, so it is consistent) and the files to write."""
-        document: dict[str, Any] = {
-            "format": FORMAT, "version": VERSION, "saved_at": wall_clock(),
+        records = self._encode_records()
+        volatile = json.dumps(self.sandbox.volatile() | {"saved_at": wall_clock()}, separators=(",", ":"))
+        new_files = self.sandbox.files.unsaved()
+        durable = bool(new_files) or records != self._records
+        seq = self._seq + durable
+        head = f'{{"format":"{FORMAT}","version":{VERSION},"seq":{seq},"volatile":{volatile}'.encode()
+        payload = head + (b',"records":' + records if durable else b"") + b"}"
+        return _Save(durable, seq, payload, records, new_files, self.sandbox.files.stored_tokens())
+
+    def _encode_records(self) -> bytes:
+        return json.dumps({
             "sandbox": self.sandbox.snapshot(),
             "emulators": {name: emulator.snapshot() for name, emulator in self.sandbox.emulators.items()},
-        }
-        payload = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-        return payload, self.sandbox.files.unsaved(), self.sandbox.files.stored_tokens()
+        }, separators=(",", ":"), check_circular=False).encode()
 
-    def _write(self, payload: bytes, new_files: list[tuple[str, bytes]], keep: set[str]) -> None:
-        for token, data in new_files:
-            _write_durably(self.files_dir / token, data)
-        if new_files:
+    def _write(self, save: _Save) -> _Save:
+        """Runs in a worker thread: files first, then world.json (or stats.json alone)."""
+        if not save.durable:
+            _replace(self.stats_path, save.payload, sync=False)
+            return save
+        for token, data in save.new_files:
+            _replace(self.files_dir / token, data, sync=True)
+        if save.new_files:
             _fsync_dir(self.files_dir)
-        _write_durably(self.path, payload)
-        _fsync_dir(self.folder)
-        for token in self._on_disk - keep:
+        _replace(self.path, save.payload, sync=True)
+        for token in self._on_disk - save.keep:
             (self.files_dir / token).unlink(missing_ok=True)
-        self._on_disk = keep
+        self._on_disk = save.keep
+        return save
+
+    def _done(self, save: _Save) -> None:
+        """Back on the event loop: the saved files are served from disk from now on."""
+        self.sandbox.files.saved(self.files_dir, [token for token, _ in save.new_files])
         self.saves += 1
-        self.last_save_bytes = len(payload)
+        if save.durable:
+            self._seq, self._records = save.seq, save.records
+            self.durable_saves += 1
+            self.last_save_bytes = len(save.payload)
+
+
+@dataclass
+class _Save:
+    durable: bool  # rewrite world.json (else stats.json only)
+    seq: int
+    payload: bytes
+    records: bytes
+    new_files: list[tuple[str, bytes]]
+    keep: set[str]  # tokens whose bytes belong in files/
 
 
 def _read_only(scope: Scope) -> bool:

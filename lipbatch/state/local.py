@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lipbatch.errors import LipbatchError
-from lipbatch.state.durable import atomic_write_bytes, fsync_directory, write_all
+from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored secrets become
+from lipbatch.redact import Redactor
+from lipbatch.state.durable import fsync_directory, pwrite_all, replace_all, write_temp
 from lipbatch.state.lock import acquire_lock, release_lock
 from lipbatch.state.records import (
     REQUIRED_ON_CREATE,
@@ -31,16 +33,32 @@ from lipbatch.state.records import (
     upload_dict,
     upload_key,
 )
-from lipbatch.state.replay import Loaded, journal_path, load
+from lipbatch.state.replay import HEAD_WIDTH, Loaded, backup_path, head_line, journal_path, load
 
-REDACTED = "[redacted]"
-_MIN_SECRET_LEN = 4
+
+def snapshot_bytes(seq: int, jobs: Iterable[JobRecord], uploads: Iterable[UploadRecord],
+                   takes: Iterable[TakeRecord]) -> bytes:
+    """The snapshot file's content (one record per line; expired uploads dropped)."""
+    now = time.time()
+    lines = {
+        "uploads": [json.dumps(upload_dict(u), separators=(",", ":")) for u in uploads if not expired(u, now, margin=0.0)],
+        "takes": [json.dumps(take_dict(take), separators=(",", ":")) for take in takes],
+        "jobs": [json.dumps(job_dict(record), separators=(",", ":")) for record in jobs],
+    }
+    text = f'{{"format": {STATE_FORMAT}, "seq": {seq}, "journal_head": true,\n' + ",\n".join(
+        f'"{name}": [\n' + ",\n".join(items) + "\n]" for name, items in lines.items()) + "}\n"
+    return text.encode()
+
+
+def write_snapshot(path: Path, data: bytes) -> None:
+    """The snapshot, then its backup (a crash never leaves a backup ahead of the snapshot)."""
+    replace_all([(write_temp(path, data), path), (write_temp(backup_path(path), data), backup_path(path))])
 
 
 class State:
     """Opened by the runner: holds the lock for its lifetime."""
 
-    def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: tuple[str, ...]):
+    def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: Redactor):
         self.path = path
         self.jobs: dict[str, JobRecord] = loaded.jobs
         self.uploads: dict[tuple[str, str], UploadRecord] = loaded.uploads
@@ -54,6 +72,8 @@ class State:
         self._fd: int | None = None
         self._journal_size = loaded.valid_length
         self._skipped = loaded.skipped
+        self._base = loaded.head.base if loaded.head is not None else loaded.seq  # the journal's head
+        self._has_head = loaded.head is not None
 
     @classmethod
     def open(cls, path: Path, *, compact_every: int = 1000, redact: Iterable[str] = ()) -> State:
@@ -61,31 +81,54 @@ class State:
 
         Raises ``StateLockedError`` naming the holder's pid while another live
         process has it open; a lock left by a dead process is taken over.
+        ``StateDamagedError`` when files are missing or cut (``lipbatch state repair``).
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LipbatchError(f"cannot create the state folder {path.parent}: {exc.strerror or exc}; make its "
+                                "parent writable or set state_file: in the manifest to a writable place") from exc
         lock = acquire_lock(path)
         try:
-            loaded = load(path, read_only=False)
-            self = cls(path, loaded, lock, compact_every=compact_every, redact=tuple(s for s in redact if s and len(s) >= _MIN_SECRET_LEN))
-            self._open_journal(loaded)
+            return cls.start(path, load(path, read_only=False), lock, compact_every=compact_every, redact=redact)
         except BaseException:
             release_lock(path, lock)
             raise
+
+    @classmethod
+    def start(cls, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int = 1000,
+              redact: Iterable[str] = ()) -> State:
+        """A writer for ``loaded`` under a lock already taken (``open``; ``repair`` with rebuilt records)."""
+        self = cls(path, loaded, lock, compact_every=compact_every, redact=Redactor(redact))
+        try:
+            self._open_journal(loaded)
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+            raise LipbatchError(f"cannot write the state journal {self._journal}: {exc.strerror or exc}; make it "
+                                f"and its folder {path.parent} writable by this user") from exc
+        if self._skipped or not self._has_head or not loaded.snapshot:
+            # fold lines the snapshot already holds; give an older lipbatch's journal its head; a new state
+            # gets its snapshot (and backup) before any event, so a journal cut to nothing is seen
+            self.compact()
         return self
 
     def _open_journal(self, loaded: Loaded) -> None:
-        for leftover in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):  # compactions a crash cut short
-            leftover.unlink(missing_ok=True)
-        existed = self._journal.exists()
-        self._fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        if not existed:
+        for target in (self.path, backup_path(self.path), self._journal):  # writes a crash cut short
+            for leftover in self.path.parent.glob(f".{glob.escape(target.name)}.{'?' * 12}.tmp"):
+                leftover.unlink(missing_ok=True)
+        if not loaded.journal:
+            self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            pwrite_all(self._fd, head_line(self._base, self._seq), 0)
+            os.fsync(self._fd)
             fsync_directory(self.path.parent)
+            self._journal_size, self._has_head = HEAD_WIDTH, True
+            return
+        self._fd = os.open(self._journal, os.O_WRONLY)
         if loaded.journal_length != loaded.valid_length:
             os.ftruncate(self._fd, loaded.valid_length)  # drop the torn tail so appends start on a fresh line
             os.fsync(self._fd)
-        if self._skipped:
-            self.compact()
 
     # -- reading
 
@@ -172,26 +215,30 @@ class State:
 
     def scrub(self, text: str) -> str:
         """``text`` with the ``redact`` values replaced: a provider may echo a credential in an error."""
-        for secret in self._redact:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self._redact.scrub(text)
+
+    def scrub_obj(self, value: Any) -> Any:
+        """``value`` (nested dicts, lists, strings) with every form of the credentials redacted."""
+        return self._redact.scrub_obj(value)
 
     def _append(self, event: dict[str, Any]) -> None:
+        """One line, then the head's acknowledged mark, under one fsync: a journal cut later is detected."""
         if self._fd is None:
             raise LipbatchError(f"state {self.path} is closed")
-        line = json.dumps({"format": STATE_FORMAT, "seq": self._seq + 1, **event}, separators=(",", ":"), allow_nan=False)
+        seq = self._seq + 1
+        line = json.dumps({"format": STATE_FORMAT, "seq": seq, **event}, separators=(",", ":"), allow_nan=False)
         data = line.encode() + b"\n"
         try:
-            write_all(self._fd, data)
+            pwrite_all(self._fd, data, self._journal_size)
+            pwrite_all(self._fd, head_line(self._base, seq), 0)
             os.fsync(self._fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next append
-            raise LipbatchError(f"cannot write state journal {self._journal}: {exc}") from exc
+            raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
         self._journal_size += len(data)
         self._journal_events += 1
-        self._seq += 1
+        self._seq = seq
 
     def _maybe_compact(self) -> None:
         if self._journal_events >= max(self._compact_every, len(self.jobs) + len(self.uploads) + len(self.takes)):
@@ -201,37 +248,41 @@ class State:
         """Fold the journal into the snapshot (atomically), then empty the journal."""
         if self._fd is None:
             raise LipbatchError(f"state {self.path} is closed")
-        now = time.time()
-        uploads = [
-            json.dumps(upload_dict(u), separators=(",", ":")) for u in self.uploads.values() if not expired(u, now, margin=0.0)
-        ]
-        jobs = [json.dumps(job_dict(record), separators=(",", ":")) for record in self.jobs.values()]
-        takes = [json.dumps(take_dict(take), separators=(",", ":")) for take in self.takes]
-        text = (
-            f'{{"format": {STATE_FORMAT}, "seq": {self._seq},\n"uploads": [\n'
-            + ",\n".join(uploads)
-            + '\n],\n"takes": [\n'
-            + ",\n".join(takes)
-            + '\n],\n"jobs": [\n'
-            + ",\n".join(jobs)
-            + "\n]}\n"
-        )
+        data = snapshot_bytes(self._seq, self.jobs.values(), self.uploads.values(), self.takes)
         try:
-            atomic_write_bytes(self.path, text.encode())
-            os.ftruncate(self._fd, 0)
-            os.fsync(self._fd)
+            write_snapshot(self.path, data)
+            self._reset_journal()
         except OSError as exc:
-            raise LipbatchError(f"cannot write state file {self.path}: {exc}") from exc
-        self._journal_size = 0
+            raise LipbatchError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
         self._journal_events = 0
         self._skipped = 0
+
+    def _reset_journal(self) -> None:
+        """Empty the journal down to a head continuing the snapshot just written.
+
+        The head is rewritten before the truncation: a crash between them leaves old lines that the
+        snapshot already holds (skipped on replay). A journal without a head is replaced atomically.
+        """
+        assert self._fd is not None
+        head = head_line(self._seq, self._seq)
+        if self._has_head:
+            pwrite_all(self._fd, head, 0)
+            os.ftruncate(self._fd, HEAD_WIDTH)
+            os.fsync(self._fd)
+        else:
+            replace_all([(write_temp(self._journal, head), self._journal)])
+            fd = os.open(self._journal, os.O_WRONLY)
+            os.close(self._fd)
+            self._fd, self._has_head = fd, True
+        self._base = self._seq
+        self._journal_size = HEAD_WIDTH
 
     def close(self) -> None:
         """Compact (when the journal holds anything) and release the lock; safe to call twice."""
         if self._fd is None:
             return
         try:
-            if self._journal_events or self._journal_size:
+            if self._journal_events or self._journal_size > HEAD_WIDTH:
                 self.compact()
         finally:
             os.close(self._fd)
@@ -241,6 +292,10 @@ class State:
     def __enter__(self) -> State:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, error: BaseException | None, traceback: object) -> None:
+        if error is None:
+            self.close()
+            return
+        with contextlib.suppress(LipbatchError):  # e.g. a full disk: the error already raised says so
+            self.close()
 

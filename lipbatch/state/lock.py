@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lipbatch.errors import StateLockedError
+from lipbatch.errors import LipbatchError, StateLockedError
 from lipbatch.state.durable import fsync_directory, write_all
 
 try:
@@ -103,10 +103,18 @@ def acquire_lock(state: Path) -> dict[str, Any]:
                 fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 pass
+            except OSError as exc:
+                raise LipbatchError(
+                    f"cannot create the lock {lock}: {exc.strerror or exc}; lipbatch writes its state beside "
+                    f"{state.name}: make the folder {lock.parent} writable by this user, or set state_file: in "
+                    "the manifest to a writable place") from exc
             else:
                 try:
                     write_all(fd, json.dumps(me).encode())
                     os.fsync(fd)
+                except OSError as exc:
+                    lock.unlink(missing_ok=True)
+                    raise LipbatchError(f"cannot write the lock {lock}: {exc.strerror or exc}") from exc
                 finally:
                     os.close(fd)
                 fsync_directory(lock.parent)
@@ -116,22 +124,29 @@ def acquire_lock(state: Path) -> dict[str, Any]:
                 age = time.time() - lock.stat().st_mtime
             except FileNotFoundError:
                 continue  # released meanwhile: try again
+            except OSError as exc:
+                raise LipbatchError(f"cannot read the lock {lock}: {exc.strerror or exc}") from exc
             if holder is None:
                 if age < _LOCK_WRITE_GRACE:
                     raise StateLockedError(f"state file {state} is in use by another lipbatch process (lock {lock} is being written)")
             elif holder.get("host") != me["host"] or holder["pid"] == me["pid"] or _pid_alive(holder["pid"]):
                 raise StateLockedError(_lock_message(state, lock, holder))
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 lock.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise LipbatchError(f"cannot take over the stale lock {lock}: {exc.strerror or exc}") from exc
     raise StateLockedError(f"state file {state}: could not take the lock {lock}")
 
 
 def release_lock(state: Path, me: dict[str, Any]) -> None:
+    """Remove our lock; if that fails it is left for the next run to take over (its pid is gone by then)."""
     lock = lock_path(state)
     try:
         holder = _read_lock(lock)
-    except FileNotFoundError:
+        if holder is not None and holder.get("pid") == me["pid"] and holder.get("started") == me["started"]:
+            lock.unlink(missing_ok=True)
+            fsync_directory(lock.parent)
+    except OSError:
         return
-    if holder is not None and holder.get("pid") == me["pid"] and holder.get("started") == me["started"]:
-        lock.unlink(missing_ok=True)
-        fsync_directory(lock.parent)

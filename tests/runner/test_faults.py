@@ -68,7 +68,7 @@ async def settle_lost_answers(case, project, run, stats):
 async def test_busy_provider_all_done_within_its_cap_without_spinning(kind, tmp_path, media, harness):
     jobs = 6 if kind == "runway-act-two-voice" else 10
     case = write_manifest(kind, tmp_path, media, jobs=jobs, concurrency=5)
-    h = harness(max_jobs=2, job_seconds=4.0)  # long enough that the limiter probes past the cap, even under load
+    h = harness(max_jobs=2, job_seconds=20.0)  # long enough that the limiter probes past the cap, even under load
     provider = EMULATORS[kind]
     account = sandbox_account(kind, {"ACCT_TOKEN": "sandbox-token", "ACCT_API_ID": "sandbox-api_id"}, "ACCT_")
     accepted: list[int] = []

@@ -50,9 +50,9 @@ JOBS = st.lists(st.tuples(st.integers(0, 1), st.sampled_from([0.0, 0.5, 1.0, 2.5
 def test_max_active_is_exact_and_survives_a_save_and_reload(before, after, capacity):
     first = frozen()
     made = run(first, before, capacity)
-    saved = json.loads(json.dumps(first.snapshot()))  # what a world file holds
+    records, volatile = json.loads(json.dumps([first.snapshot(), first.volatile()]))  # as a world file holds them
     second = frozen()
-    second.restore(saved, now=saved["now"], files=Path("/nonexistent"))  # no files to find
+    second.restore(records, volatile, now=volatile["now"], files=Path("/nonexistent"))  # no files to find
     made += run(second, after, capacity)
     assert second.stats()["max_active_tasks"] == brute_force(made)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,6 +64,8 @@ async def test_a_reloaded_world_continues_inputs_tasks_credits_and_stats(script,
         stats = sandbox.stats()
         assert second != task_id
         assert stats["duplicate_creates"] == 1 and stats["creates_total"] == 3
+    for name in ("world.json", "stats.json"):  # no secret is ever written down
+        assert script.secret not in (tmp_path / name).read_text()
 
 
 async def test_result_urls_handed_out_before_a_restart_still_download_from_the_files_folder(tmp_path):
@@ -92,8 +95,7 @@ async def test_the_clock_continues_by_the_wall_time_since_the_save_at_the_new_sc
         assert 100.0 <= app.state.sandbox.now() < 100.5
         assert script.status((await script.poll(client, task_id)).json()) == "pending"
 
-    saved_at = json.loads((tmp_path / "world.json").read_bytes())["saved_at"]
-    monkeypatch.setattr(world_module, "wall_clock", lambda: saved_at + 40.0)
+    monkeypatch.setattr(world_module, "wall_clock", lambda: time.time() + 40.0)
     async with opened(tmp_path, time_scale=0.5) as (app, client):  # 40 wall s = 80 virtual s
         now = app.state.sandbox.now()
         assert 180.0 <= now < 181.0
@@ -113,22 +115,47 @@ async def test_a_moderated_task_is_refunded_at_its_first_poll_after_a_reload(tmp
         assert app.state.sandbox.stats()["credits_used"]["useapi/runway-1234@example.com"] == 0
 
 
-async def test_every_changing_request_saves_once_and_reads_of_the_control_routes_do_not(tmp_path):
-    script = Creatify()
+async def test_every_request_saves_and_only_changed_records_rewrite_the_world_file(tmp_path):
+    script = Useapi()  # no timers (no replyUrl, no moderation): every change comes from a request
     async with opened(tmp_path) as (app, client):
         world = app.state.world
-        task_id = await script.create(client, None)
-        saves = world.saves
-        for _ in range(3):
+        task_id = await script.create(client, await script.inputs(client))
+        saves, durable = world.saves, world.durable_saves
+        assert durable >= 1
+        for _ in range(3):  # polls of a queued task change only counters: stats.json
             await script.poll(client, task_id)
-        assert world.saves == saves + 3
+        assert (world.saves, world.durable_saves) == (saves + 3, durable)
         await client.get("/_sandbox/stats")
         await client.get("/_sandbox/config")
         assert world.saves == saves + 3
-        await client.post("/_sandbox/advance", json={"seconds": 1})
-        assert world.saves == saves + 4
+        await client.post("/_sandbox/advance", json={"seconds": 60})  # the task leaves the schedule
+        assert (world.saves, world.durable_saves) == (saves + 4, durable + 1)
+        await script.poll(client, task_id)  # lists the result as an asset
+        assert (world.saves, world.durable_saves) == (saves + 5, durable + 2)
+        requests = app.state.sandbox.stats()["requests"]
+    async with opened(tmp_path) as (app, _):
+        assert app.state.sandbox.stats()["requests"] == requests == 7
 
-        assert app.state.sandbox.stats()["requests"] == 4
+
+async def test_a_torn_or_stale_stats_file_falls_back_to_the_world_file(tmp_path):
+    script = Creatify()
+    async with opened(tmp_path) as (app, client):
+        task_id = await script.create(client, None)
+    for _ in range(2):
+        async with opened(tmp_path) as (app, client):
+            await script.poll(client, task_id)
+    stats_file = tmp_path / "stats.json"
+    stale = stats_file.read_bytes()
+    async with opened(tmp_path) as (app, _):
+        assert app.state.sandbox.stats()["requests"] == 3
+    stats_file.write_bytes(stale[:len(stale) // 2])
+    async with opened(tmp_path) as (app, _):
+        assert app.state.sandbox.stats()["requests"] == 1  # as of the last world.json: the create
+    async with opened(tmp_path) as (app, client):
+        await client.post("/_sandbox/forget", json={"tasks": True})  # a new world.json...
+    stats_file.write_bytes(stale)  # ... that an older stats.json does not extend
+    async with opened(tmp_path) as (app, _):
+        assert app.state.sandbox.stats()["requests"] == 1
 
 
 async def test_concurrent_saves_share_one_write(tmp_path):
@@ -136,15 +163,15 @@ async def test_concurrent_saves_share_one_write(tmp_path):
     gate = threading.Event()
     write = world._write
 
-    def held_write(*args: Any) -> None:
-        gate.wait()
-        write(*args)
+    def held_write(*args: Any) -> Any:
+        gate.wait(timeout=30)
+        return write(*args)
 
     world._write = held_write
     saves = world.saves
     async with trio.open_nursery() as nursery:
         nursery.start_soon(world.save)
-        await trio.testing.wait_all_tasks_blocked()  # it is writing
+        await trio.testing.wait_all_tasks_blocked()  # the new world's first save: writing, in a thread
         for _ in range(5):
             nursery.start_soon(world.save)
         await trio.testing.wait_all_tasks_blocked()  # five more wait behind it
@@ -193,7 +220,7 @@ def test_a_world_in_use_is_refused_until_its_app_closes(tmp_path):
 
 
 def _without_files(document: dict) -> None:
-    document["sandbox"]["files"] = {"ab12": ["creatify", "output.mp4", "video/mp4", 10, None]}
+    document["records"]["sandbox"]["files"] = {"ab12": ["creatify", "output.mp4", "video/mp4", 10, None]}
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -201,7 +228,7 @@ def _without_files(document: dict) -> None:
     (lambda raw, doc: raw[:len(raw) // 2], "is corrupt"),
     (lambda raw, doc: json.dumps(doc | {"version": 99}).encode(), "incompatible lipbatch"),
     (lambda raw, doc: json.dumps(doc | {"format": "something-else"}).encode(), "not a lipbatch sandbox world"),
-    (lambda raw, doc: json.dumps({k: v for k, v in doc.items() if k != "emulators"}).encode(), "is corrupt"),
+    (lambda raw, doc: json.dumps(doc | {"records": {"sandbox": doc["records"]["sandbox"]}}).encode(), "is corrupt"),
     (lambda raw, doc: (_without_files(doc), json.dumps(doc).encode())[1], "is corrupt"),
 ], ids=["garbage", "truncated", "version", "format", "missing-part", "missing-file"])
 def test_a_damaged_world_is_a_clear_usage_error_exit_2(damage, message, tmp_path, capsys):

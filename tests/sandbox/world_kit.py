@@ -33,6 +33,7 @@ def client_for(app: Starlette) -> httpx.AsyncClient:
 class Script:
     name = ""
     auth: dict[str, str] = {}
+    secret = ""  # the credential that must never be written down
     done = ""
     not_found: tuple[int, dict[str, Any]] = (404, {})
 
@@ -52,15 +53,18 @@ class Script:
         raise NotImplementedError
 
     def same_task(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The view minus what legitimately changes between polls (fresh URLs, stamps)."""
-        return {k: v for k, v in body.items() if k not in ("artifacts", "output", "downloads", "download",
-                                                            "video", "updatedAt", "updated_at", "requestId", "estimatedTimeToStartSeconds",
-                                                            "timestamp")}
+        """The view minus what legitimately changes between polls: fresh URLs, and wall-clock stamps
+        and estimates (a reloaded clock maps virtual to wall time within microseconds, which can
+        flip a millisecond digit)."""
+        volatile = {"artifacts", "output", "downloads", "download", "video", "createdAt", "updatedAt",
+                    "created_at", "updated_at", "requestId", "timestamp", "estimatedTimeToStartSeconds"}
+        return {k: v for k, v in body.items() if k not in volatile}
 
 
 class Useapi(Script):
     name = "useapi"
     auth = {"Authorization": "Bearer user:1234-abcdef"}
+    secret = "user:1234-abcdef"
     done = "SUCCEEDED"
     not_found = (404, {"error": "Not found.", "code": 404})
     api = "/v1/runwayml"
@@ -95,6 +99,7 @@ class Useapi(Script):
 class MagicHour(Script):
     name = "magichour"
     auth = {"Authorization": "Bearer mhk_live_test"}
+    secret = "mhk_live_test"
     done = "complete"
     not_found = (404, {"message": "Not Found"})
 
@@ -130,6 +135,7 @@ class MagicHour(Script):
 class Pixverse(Script):
     name = "aimlapi"
     auth = {"Authorization": "Bearer aiml-test-key"}
+    secret = "aiml-test-key"
     done = "succeeded"
     not_found = (404, {"message": "Generation not found", "path": "/v2/video/generations", "statusCode": 404})
     path = "/v2/video/generations"
@@ -151,6 +157,7 @@ class Pixverse(Script):
 class Creatify(Script):
     name = "creatify"
     auth = {"X-API-ID": "api-id-1", "X-API-KEY": "api-key-1"}
+    secret = "api-key-1"  # the X-API-ID names the account (stats show it too)
     done = "done"
     not_found = (404, {"detail": "Not found."})
     path = "/api/lipsyncs_v2/"

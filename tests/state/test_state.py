@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
+from statekit import crash, journal_events, new_job
 
 from lipbatch.errors import LipbatchError
 from lipbatch.state import (
@@ -16,26 +16,12 @@ from lipbatch.state import (
     JobRecord,
     JobStatus,
     State,
+    StateDamagedError,
+    backup_path,
     journal_path,
     lock_path,
     read_jobs,
 )
-
-
-def _new(state: State, key: str, **fields) -> JobRecord:
-    base = {"account": "acct", "kind": "runway-lipsync", "outputs": [f"out/{key}.mp4"], "status": JobStatus.SUBMITTING}
-    return state.update(key, **{**base, **fields})
-
-
-def _crash(state: State) -> None:
-    """Stop using ``state`` the way kill -9 would: no compaction; the dead holder's lock removed."""
-    os.close(state._fd)
-    state._fd = None
-    lock_path(state.path).unlink()
-
-
-def _journal_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in journal_path(path).read_bytes().splitlines()]
 
 
 @pytest.fixture
@@ -45,8 +31,8 @@ def path(tmp_path: Path) -> Path:
 
 def test_updates_replay_after_reopen(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1", attempts=1)
-        _new(state, "k2", outputs=("a.mp4", "b.mp4"))
+        new_job(state, "k1", attempts=1)
+        new_job(state, "k2", outputs=("a.mp4", "b.mp4"))
         record = state.update("k1", status="in_flight", task_id="task-1", credits=12.5)
         assert record is state.job("k1")
         assert record.status is JobStatus.IN_FLIGHT
@@ -60,14 +46,14 @@ def test_updates_replay_after_reopen(path: Path) -> None:
 def test_update_is_on_disk_before_it_returns(path: Path) -> None:
     state = State.open(path)
     try:
-        _new(state, "k1")
+        new_job(state, "k1")
         state.update("k1", task_id="t-9", status=JobStatus.IN_FLIGHT)
         # no close: what a kill -9 right now would leave behind
         seen = read_jobs(path)
         assert seen["k1"].task_id == "t-9"
         assert seen["k1"].status is JobStatus.IN_FLIGHT
-        assert [line["seq"] for line in _journal_lines(path)] == [1, 2]
-        assert all(line["format"] == STATE_FORMAT for line in _journal_lines(path))
+        assert [line["seq"] for line in journal_events(path)] == [1, 2]
+        assert all(line["format"] == STATE_FORMAT for line in journal_events(path))
     finally:
         state.close()
 
@@ -77,16 +63,16 @@ def test_first_update_needs_identity_fields_and_unknown_fields_are_refused(path:
         with pytest.raises(ValueError, match="account"):
             state.update("k1", status="submitting", kind="x", outputs=["o"])
         with pytest.raises(TypeError, match="colour"):
-            _new(state, "k1", colour="red")
+            new_job(state, "k1", colour="red")
         with pytest.raises(ValueError):
-            _new(state, "k1", status="exploded")
+            new_job(state, "k1", status="exploded")
         assert state.jobs == {}
-        assert journal_path(path).read_bytes() == b""
+        assert journal_events(path) == []
 
 
 def test_unchanged_update_writes_nothing(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1", task_id="t")
+        new_job(state, "k1", task_id="t")
         size = journal_path(path).stat().st_size
         before = state.job("k1").updated_at
         state.update("k1", task_id="t", status="submitting")
@@ -96,12 +82,12 @@ def test_unchanged_update_writes_nothing(path: Path) -> None:
 
 def test_close_compacts_into_snapshot_and_empties_journal(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
         state.update("k1", status="done", output_sha256="ab" * 32, output_size=10)
     snapshot = json.loads(path.read_text())
     assert snapshot["format"] == STATE_FORMAT
     assert snapshot["seq"] == 2
-    assert journal_path(path).read_bytes() == b""
+    assert journal_events(path) == []
     assert not lock_path(path).exists()
     assert read_jobs(path)["k1"].output_sha256 == "ab" * 32
 
@@ -109,8 +95,8 @@ def test_close_compacts_into_snapshot_and_empties_journal(path: Path) -> None:
 def test_journal_is_compacted_every_n_events(path: Path) -> None:
     with State.open(path, compact_every=5) as state:
         for i in range(23):
-            _new(state, f"k{i % 3}", attempts=i)
-            assert len(_journal_lines(path)) < 5
+            new_job(state, f"k{i % 3}", attempts=i)
+            assert len(journal_events(path)) < 5
         expected = {key: JobRecord(**vars(rec)) for key, rec in state.jobs.items()}
         assert read_jobs(path) == expected
         assert json.loads(path.read_text())["seq"] == 20
@@ -118,7 +104,7 @@ def test_journal_is_compacted_every_n_events(path: Path) -> None:
 
 def test_crash_between_snapshot_and_journal_truncation_replays_once(path: Path) -> None:
     state = State.open(path)
-    _new(state, "k1", attempts=1)
+    new_job(state, "k1", attempts=1)
     state.update("k1", attempts=2)
     journal_before = journal_path(path).read_bytes()
     state.compact()
@@ -127,14 +113,14 @@ def test_crash_between_snapshot_and_journal_truncation_replays_once(path: Path) 
     assert read_jobs(path)["k1"].attempts == 2
     with State.open(path) as again:
         assert again.job("k1").attempts == 2
-        assert journal_path(path).read_bytes() == b""  # the stale lines were folded away at once
+        assert journal_events(path) == []  # the stale lines were folded away at once
         again.update("k1", attempts=3)
     assert read_jobs(path)["k1"].attempts == 3
 
 
 def test_torn_last_line_is_ignored_and_trimmed_before_appending(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
         state.compact()
         state.update("k1", task_id="t1")
         state.update("k1", status="in_flight")
@@ -142,7 +128,7 @@ def test_torn_last_line_is_ignored_and_trimmed_before_appending(path: Path) -> N
         journal_path(path).write_bytes(journal[:-7])  # the status line is torn
         assert read_jobs(path)["k1"].status is JobStatus.SUBMITTING
         assert read_jobs(path)["k1"].task_id == "t1"
-        _crash(state)
+        crash(state)
     with State.open(path) as again:
         assert again.job("k1").status is JobStatus.SUBMITTING
         again.update("k1", status="failed", error="boom")
@@ -152,28 +138,29 @@ def test_torn_last_line_is_ignored_and_trimmed_before_appending(path: Path) -> N
 
 def test_undecodable_last_complete_line_is_ignored(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1", attempts=1)
+        new_job(state, "k1", attempts=1)
         with journal_path(path).open("ab") as handle:
             handle.write(b"\x00\x00\x00\x00\n")  # what some file systems leave after a crash
         assert read_jobs(path)["k1"].attempts == 1
 
 
 def _three_line_journal(path: Path) -> list[bytes]:
+    """The journal's head and three event lines, the holder gone as after a kill -9."""
     state = State.open(path)
-    _new(state, "k1")
+    new_job(state, "k1")
     state.update("k1", attempts=1)
     state.update("k1", attempts=2)
     lines = journal_path(path).read_bytes().splitlines(keepends=True)
-    _crash(state)
+    crash(state)
     return lines
 
 
 def test_corrupt_middle_line_is_an_error_naming_file_and_line(path: Path) -> None:
     lines = _three_line_journal(path)
-    journal_path(path).write_bytes(lines[0] + b'{"format": 1, "seq": 2, "op"\n' + lines[2])
-    with pytest.raises(LipbatchError, match=r"state\.json\.journal, line 2"):
+    journal_path(path).write_bytes(lines[0] + lines[1] + b'{"format": 1, "seq": 2, "op"\n' + lines[3])
+    with pytest.raises(StateDamagedError, match=r"state\.json\.journal, line 3"):
         read_jobs(path)
-    with pytest.raises(LipbatchError, match="line 2"):
+    with pytest.raises(LipbatchError, match="line 3"):
         State.open(path)
     assert not lock_path(path).exists()  # a failed open leaves no lock behind
 
@@ -191,23 +178,23 @@ def test_corrupt_middle_line_is_an_error_naming_file_and_line(path: Path) -> Non
 )
 def test_journal_lines_a_newer_lipbatch_might_write_are_refused(path: Path, mutate, message: str) -> None:
     lines = _three_line_journal(path)
-    event = mutate(json.loads(lines[1]))
-    journal_path(path).write_bytes(lines[0] + json.dumps(event).encode() + b"\n" + lines[2])
+    event = mutate(json.loads(lines[2]))
+    journal_path(path).write_bytes(lines[0] + lines[1] + json.dumps(event).encode() + b"\n" + lines[3])
     with pytest.raises(LipbatchError, match=message):
         read_jobs(path)
 
 
 def test_even_a_last_line_from_a_newer_format_is_refused(path: Path) -> None:
     lines = _three_line_journal(path)
-    event = {**json.loads(lines[2]), "format": STATE_FORMAT + 1}
-    journal_path(path).write_bytes(lines[0] + lines[1] + json.dumps(event).encode() + b"\n")
+    event = {**json.loads(lines[3]), "format": STATE_FORMAT + 1}
+    journal_path(path).write_bytes(b"".join(lines[:3]) + json.dumps(event).encode() + b"\n")
     with pytest.raises(LipbatchError, match="newer lipbatch"):
         read_jobs(path)
 
 
 def test_newer_or_foreign_snapshot_is_refused(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "format": STATE_FORMAT + 1}))
     with pytest.raises(LipbatchError, match=rf"newer lipbatch \(state format {STATE_FORMAT + 1}"):
@@ -222,11 +209,14 @@ def test_newer_or_foreign_snapshot_is_refused(path: Path) -> None:
 
 def test_missing_events_are_an_error_not_a_silent_gap(path: Path) -> None:
     with State.open(path) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
         state.compact()
         state.update("k1", attempts=1)
         path.unlink()  # the snapshot holding event 1 is gone; the journal starts at 2
-        with pytest.raises(LipbatchError, match="events are missing"):
+        with pytest.raises(StateDamagedError, match="state file .* is missing"):
+            read_jobs(path)
+        backup_path(path).unlink()
+        with pytest.raises(StateDamagedError, match="continues from event 1"):
             read_jobs(path)
 
 
@@ -234,7 +224,7 @@ def test_read_jobs_without_state_is_empty_and_needs_no_lock(path: Path) -> None:
     assert read_jobs(path) == {}
     assert not path.parent.exists()
     with State.open(path) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
         assert set(read_jobs(path)) == {"k1"}  # while the writer holds the lock
 
 
@@ -243,7 +233,7 @@ def test_closed_state_refuses_updates(path: Path) -> None:
     state.close()
     state.close()
     with pytest.raises(LipbatchError, match="closed"):
-        _new(state, "k1")
+        new_job(state, "k1")
 
 
 def test_uploads_are_reused_until_they_expire(path: Path) -> None:
@@ -273,7 +263,7 @@ SECRET = "sk-live-7f3a9c1e5b"
 
 def test_secrets_passed_by_mistake_never_reach_the_files(path: Path) -> None:
     with State.open(path, redact=[SECRET, "", "k1", "mp4"]) as state:
-        _new(state, "k1")
+        new_job(state, "k1")
         state.update("k1", status="failed", error=f"401: invalid token Bearer {SECRET}", error_kind="permanent")
         state.update("k1", result_url=f"https://cdn/x.mp4?key={SECRET}")
         state.record_upload("E acct", "acct", "f" * 64, f"asset-{SECRET}")

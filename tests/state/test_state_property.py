@@ -1,4 +1,4 @@
-"""Property: a crash can cut the journal at any byte; replay then equals the complete events before the cut."""
+"""Property: a crash tears at most the last journal line and loses nothing acknowledged; any deeper cut is refused."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lipbatch.state import JobRecord, JobStatus, State, journal_path, lock_path, read_jobs
+from lipbatch.state import JobRecord, JobStatus, State, StateDamagedError, journal_path, lock_path, read_jobs
+from lipbatch.state.replay import HEAD_WIDTH
 
 KEYS = ["job-a", "job-b", "job-c"]
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(JobRecord) if f.default is not dataclasses.MISSING}
@@ -78,10 +80,12 @@ def _observed(path: Path) -> dict:
     evs=events,
     compact_every=st.sampled_from([3, 7, 1000]),
     cut=st.integers(min_value=0),
-    snap=st.sampled_from(["anywhere", "at a line end", "just before a newline"]),
+    snap=st.sampled_from(["anywhere", "at a line end", "just before a newline", "in the last line"]),
     extra=st.text(max_size=5),
 )
-def test_replaying_any_prefix_gives_the_state_of_its_complete_events(evs, compact_every, cut, snap, extra) -> None:
+def test_a_cut_journal_replays_its_complete_events_or_is_refused(evs, compact_every, cut, snap, extra) -> None:
+    """A kill -9 tears at most the line being written: such a journal replays to its complete events.
+    A journal missing more than that (cut by anything else) is refused, never loaded short."""
     with tempfile.TemporaryDirectory() as tmp:
         live, crashed = Path(tmp, "live", "state.json"), Path(tmp, "crashed", "state.json")
         crashed.parent.mkdir()
@@ -94,24 +98,29 @@ def test_replaying_any_prefix_gives_the_state_of_its_complete_events(evs, compac
             _apply(model, event)
             if model != before:
                 models.append(copy.deepcopy(model))
-        # the crash: whatever is on disk now, with the journal cut at an arbitrary byte
         journal = journal_path(live).read_bytes()
-        ends = [i + 1 for i, byte in enumerate(journal) if byte == ord("\n")]
+        head = json.loads(journal[:HEAD_WIDTH])
+        ends = [i + 1 for i, byte in enumerate(journal) if byte == ord("\n") and i >= HEAD_WIDTH]
         if snap == "anywhere" or not ends:
-            prefix = journal[: cut % (len(journal) + 1)]
+            size = cut % (len(journal) + 1)
+        elif snap == "in the last line":
+            start = ends[-2] if len(ends) > 1 else HEAD_WIDTH
+            size = start + cut % (ends[-1] - start + 1)
         else:
             end = ends[cut % len(ends)]
-            prefix = journal[: end if snap == "at a line end" else end - 1]
-        snapshot_seq = 0
-        if live.exists():
-            shutil.copy(live, crashed)
-            snapshot_seq = json.loads(live.read_text())["seq"]
-        journal_path(crashed).write_bytes(prefix)
+            size = end if snap == "at a line end" else end - 1
+        shutil.copy(live, crashed)
+        journal_path(crashed).write_bytes(journal[:size])
         os.close(state._fd)  # abandon the live state without compacting
         state._fd = None
         lock_path(live).unlink()
 
-        expected = models[snapshot_seq + prefix.count(b"\n")]
+        kept = journal[HEAD_WIDTH:size].count(b"\n")
+        if size < HEAD_WIDTH or kept < head["acked"] - head["base"] - 1:  # no crash cuts the head or 2 lines
+            with pytest.raises(StateDamagedError):
+                read_jobs(crashed)
+            return
+        expected = models[head["base"] + kept]
         assert _observed(crashed) == expected
 
         # the resumed state keeps working: a new event lands after the cut, cleanly

@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 
 from lipbatch.errors import LipbatchError
-from lipbatch.state.local import _MIN_SECRET_LEN, State
+from lipbatch.redact import Redactor
+from lipbatch.state.local import State
 from lipbatch.state.postgres.leases import Leases, lease_seconds
 from lipbatch.state.postgres.schema import ensure_schema
 from lipbatch.state.postgres.session import Session
@@ -93,7 +94,7 @@ def check_manifest(cursor: psycopg.Cursor, manifest: str, session: Session) -> N
 class PostgresState(State):
     """One campaign's records in PostgreSQL; with ``leases`` when opened by a worker."""
 
-    def __init__(self, session: Session, loaded: Loaded, *, redact: tuple[str, ...]) -> None:
+    def __init__(self, session: Session, loaded: Loaded, *, redact: Redactor) -> None:
         super().__init__(Path(session.schema), loaded, {}, compact_every=0, redact=redact)
         self.session = session
         self.target = session.target
@@ -116,7 +117,7 @@ class PostgresState(State):
             return load_records(cursor, where)
 
         loaded = session.run(load)
-        self = cls(session, loaded, redact=tuple(s for s in redact if s and len(s) >= _MIN_SECRET_LEN))
+        self = cls(session, loaded, redact=Redactor(redact))
         if worker:
             try:
                 self.leases = Leases(self, lease=lease)
