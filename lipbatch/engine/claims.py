@@ -99,6 +99,12 @@ class SharedRun:
     _lost_state: StateUnavailableError | None = None
 
     @property
+    def _to_work(self) -> tuple[str, ...]:
+        """Pre-pass decisions that become tasks. Shared: "blocked" too, decided again under the claim:
+        the file may be another worker's output whose record this worker had not seen yet."""
+        return ("work", "restore", "blocked") if self.leases is not None else ("work", "restore")
+
+    @property
     def _claim_poll(self) -> float:
         """How often jobs other workers hold are asked for again (3 s at the default lease; quicker in
         a rehearsal on a fast sandbox clock)."""
@@ -160,7 +166,7 @@ class SharedRun:
     async def _claimed_job(self, plan: _Plan, seen: dict[str, JobRecord | None], room: trio.Semaphore | None) -> None:
         job = plan.job
         try:
-            if self.state.job(job.key) != seen[job.key]:  # another worker moved it on since the pre-pass
+            if plan.action == "blocked" or self.state.job(job.key) != seen[job.key]:  # decided on stale records
                 plan = self._decide(job)
             if plan.action in ("work", "restore"):
                 await self._job_task(plan)

@@ -115,10 +115,10 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
 
     async def run(self) -> RunSummary:
         plans = await trio.to_thread.run_sync(self._prepass)
-        work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in ("work", "restore")]
+        work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in self._to_work]
         for job in self.project.jobs:
             plan = plans[job.key]
-            if plan.action not in ("work", "restore"):
+            if plan.action not in self._to_work:
                 self._settled_before(job, plan)
         self.emit("run_started", jobs=len(self.project.jobs), to_do=len(work), skipped=self.summary.skipped)
         if work:

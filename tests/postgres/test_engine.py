@@ -10,7 +10,7 @@ from harness import Harness, assert_all_done, fast_options
 from kinds import write_manifest
 
 from lipbatch.errors import EXIT_OK
-from lipbatch.runner import run_project
+from lipbatch.runner import Runner, run_project
 from lipbatch.state.backend import read_backend
 from lipbatch.state.postgres import PostgresState
 
@@ -117,3 +117,21 @@ def test_a_url_with_a_password_is_refused_by_every_command_without_echo(tmp_path
         result = run_cli(*args)
         assert result.code == 2, (command, result.err)
         assert "PGPASSWORD" in result.err and "hunter2" not in result.out + result.err
+
+
+async def test_outputs_another_worker_wrote_after_this_one_loaded_the_state_are_not_foreign(
+        tmp_path, media, pg_url):
+    case = write_manifest(KIND, tmp_path, media, jobs=3, concurrency=3)
+    h = Harness()
+    project = h.project(case.manifest)
+    late = PostgresState.open(pg_url, "ignored", manifest=case.manifest.name, worker=True)  # loads nothing yet
+    (first,), _ = await workers(h, project, pg_url, case.env, 1)  # another worker does every job meanwhile
+    assert first.done == case.jobs
+    creates = h.stats()["creates_total"]
+
+    with late:  # its pre-pass finds files its records do not know: decided again under the claim
+        runner = Runner(project, fast_options(), late, transport=httpx.ASGITransport(app=h.app), environ=case.env,
+                        sink=None, stop=None)
+        summary = await runner.run()
+    assert summary.exit_code == EXIT_OK and summary.blocked == 0 and summary.skipped == case.jobs
+    assert h.stats()["creates_total"] == creates
