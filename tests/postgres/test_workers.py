@@ -123,7 +123,7 @@ async def test_a_database_restart_mid_run_loses_nothing_and_pays_nothing_twice(t
             runs = await together(case.manifest, url, pg_url, 3, watch={0: restart_after_three_submissions})
         assert len(set(started)) == 2  # the server really went away mid-run
         for run in runs:  # reconnected and finished, or stopped with a clear message
-            assert run.code in (EXIT_OK, EXIT_INVALID), run.stderr
+            assert run.code in (EXIT_OK, EXIT_INVALID), why([run])
             assert "Traceback" not in run.stderr
             if run.code == EXIT_INVALID:
                 assert "unreachable" in run.stderr and "run again" in run.stderr
