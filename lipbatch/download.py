@@ -42,6 +42,7 @@ import os
 import random
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -188,6 +189,7 @@ async def download(
     chunk_size: int = 1 << 20,
     max_attempts: int = 5,
     retry_delay: float = 0.5,
+    before_publish: Callable[[str, int], None] | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
 
@@ -197,6 +199,9 @@ async def download(
     ``retry_delay`` is the base of the jittered backoff between attempts. ``root`` is the output
     folder: no folder between it and ``dest`` may be a symlink (default: ``dest``'s own folder).
     Raises ``OutputWriteError`` when the file cannot be written (disk full, permissions, a symlink).
+    ``before_publish(sha256, size)`` runs after verification and before the rename: the runner
+    records the bytes it is about to place, so a crash right after the rename leaves a file the
+    state knows, never one it would take for a stranger's.
     """
     dest = Path(dest)
     part = await trio.to_thread.run_sync(_Part, Path(root) if root is not None else dest.parent, dest)
@@ -210,6 +215,8 @@ async def download(
                 raise CorruptDownloadError(
                     f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"
                 ) from exc
+        if before_publish is not None:
+            before_publish(part.hash.hexdigest(), part.size)
         await part.publish()
         return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest)
     finally:

@@ -51,6 +51,7 @@ async def run_project(
     base = transport or httpx.AsyncHTTPTransport(retries=0)
     try:
         with open_backend(project, state_url, redact=redact) as state:
+            state.group_commit = True  # one fsync for many jobs' changes, awaited before any request
             runner = Runner(project, options, state, transport=base, environ=environ, sink=sink, stop=stop)
             return await runner.run()
     finally:

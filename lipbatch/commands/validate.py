@@ -10,7 +10,7 @@ from pathlib import Path
 from lipbatch.errors import EXIT_INVALID, EXIT_OK, ManifestError
 from lipbatch.manifest import ManifestProblems, load_project
 
-HELP = "check a manifest (schema, references, files, media limits) without touching the network"
+HELP = "check a manifest (schema, references, files, media limits, output paths) without touching the network"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

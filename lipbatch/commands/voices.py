@@ -28,10 +28,9 @@ from typing import Any
 
 import httpx
 import trio
-import yaml
 
 from lipbatch.errors import EXIT_OK, UsageError
-from lipbatch.manifest import did_you_mean
+from lipbatch.manifest import did_you_mean, read_document
 from lipbatch.model import KINDS, Account, Project
 from lipbatch.providers import DEFAULT_BASE_URLS, DEFAULT_CREDENTIALS, client_class
 from lipbatch.providers.aimlapi_pixverse import PIXVERSE_SPEAKERS
@@ -77,10 +76,7 @@ def load_account(provider: str, manifest: Path | None) -> Account:
 
 def _manifest_account(provider: str, manifest: Path) -> dict[str, Any] | None:
     """The raw providers entry; None for a kind that is not also an account name."""
-    try:
-        document = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read {manifest}: {exc}") from exc
+    document = read_document(manifest)  # the manifest's limits (aliases, size, file type) apply here too
     providers = document.get("providers") if isinstance(document, dict) else None
     spec = providers.get(provider) if isinstance(providers, dict) else None
     if isinstance(spec, dict):

@@ -41,6 +41,7 @@ class FetchPhase:
     async def _fetch(self, job: Job, acct: AccountRun, task_id: str, url: str | None,
                      expires_at: float | None, *, restoring: bool = False) -> None:
         """Download into the first output, copy to the others, record DONE."""
+        await self.state.flush()  # a task that finished at once: its id is on disk before the download
         for output in job.outputs:
             if not await trio.to_thread.run_sync(
                     lambda output=output: self.outputs.make_room(output, job.key, force=self.options.force)):
@@ -53,8 +54,10 @@ class FetchPhase:
                 url, expires_at = await self._fresh_url(job, acct, task_id, restoring=restoring)
             assert self.download_http is not None
             try:
-                got = await dl.download(self.download_http, url, dest, root=self.outputs.dir, verify=True,
-                                        retry_delay=max(0.001, 0.5 * self.scale))
+                got = await dl.download(
+                    self.download_http, url, dest, root=self.outputs.dir, verify=True,
+                    retry_delay=max(0.001, 0.5 * self.scale),
+                    before_publish=lambda sha, size: self.state.update(job.key, output_sha256=sha, output_size=size))
             except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits
                 raise JobEnded("failed", f"{exc} (the result is paid for and waits at the provider: "
                                          "a rerun downloads it)") from exc

@@ -207,6 +207,11 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
         if record is None:
             return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
         job = dataclasses.replace(job, take=record.take)
+        if (record.status is JobStatus.SUCCEEDED and record.output_sha256
+                and all(self.outputs.holds(out, record) for out in job.outputs)):
+            # killed between placing the verified result and recording DONE: the file is that result
+            self.state.update(job.key, status=JobStatus.DONE, outputs=sorted({*record.outputs, *job.outputs}))
+            return _Plan("skip", job)
         if record.status is not JobStatus.DONE or not record.output_sha256:
             return self._unless_blocked(job, _Plan("work", job))  # never pay again for a file that is there
         if record.redo:

@@ -130,6 +130,7 @@ class SubmitPhase:
                               endpoint=acct.endpoint, take=job.take)
             try:
                 with trio.CancelScope(shield=True):
+                    await self.state.flush()  # the intent is on disk before the request that may cost money
                     submission = await self._post(job, acct, body)
             except BusyError as exc:
                 acct.limiter.on_busy()

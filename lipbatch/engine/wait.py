@@ -60,6 +60,7 @@ class AwaitPhase:
         return task
 
     async def _poll(self, job: Job, acct: AccountRun, task_id: str) -> TaskState:
+        await self.state.flush()  # the task id is on disk before anything else happens for this job
         try:
             return await self._call(acct, lambda: acct.client.poll(task_id))
         except TransientError as exc:

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from lipbatch.errors import LipbatchError
 from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored secrets become
 from lipbatch.redact import Redactor
@@ -55,6 +57,10 @@ def write_snapshot(path: Path, data: bytes) -> None:
     replace_all([(write_temp(path, data), path), (write_temp(backup_path(path), data), backup_path(path))])
 
 
+_GATHER_ROUNDS = 3
+_MONEY_STATUSES = (JobStatus.SUBMITTING, JobStatus.IN_FLIGHT)
+
+
 class State:
     """Opened by the runner: holds the lock for its lifetime."""
 
@@ -74,6 +80,11 @@ class State:
         self._skipped = loaded.skipped
         self._base = loaded.head.base if loaded.head is not None else loaded.seq  # the journal's head
         self._has_head = loaded.head is not None
+        self.group_commit = False  # see ``flush``
+        self.syncs = 0  # journal fsyncs (tests and benchmarks count them)
+        self._written = self._synced = 0  # appends written / covered by an fsync
+        self._critical = 0  # the last append a flush must cover (money: an intent or a task id)
+        self._syncing: trio.Event | None = None
 
     @classmethod
     def open(cls, path: Path, *, compact_every: int = 1000, redact: Iterable[str] = ()) -> State:
@@ -171,6 +182,8 @@ class State:
         if "updated_at" not in fields:
             changes["updated_at"] = time.time()
         self._append({"op": "job", "key": key, "set": changes})
+        if "task_id" in changes or changes.get("status") in _MONEY_STATUSES:
+            self._critical = self._written  # an intent or a task id: ``flush`` waits for it
         if record is None:
             record = JobRecord(key=key, **changes)
             self.jobs[key] = record
@@ -231,7 +244,9 @@ class State:
         try:
             pwrite_all(self._fd, data, self._journal_size)
             pwrite_all(self._fd, head_line(self._base, seq), 0)
-            os.fsync(self._fd)
+            if not self.group_commit:
+                os.fsync(self._fd)
+                self.syncs += 1
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next append
@@ -239,6 +254,46 @@ class State:
         self._journal_size += len(data)
         self._journal_events += 1
         self._seq = seq
+        self._written += 1
+        if not self.group_commit:
+            self._synced = self._written
+
+    async def flush(self) -> None:
+        """Group commit: make every change written so far durable, sharing one fsync among callers.
+
+        With ``group_commit`` set, ``update`` writes its line (a killed process keeps it: it is in
+        the kernel) but leaves the fsync to ``flush``, which the runner awaits before a create is
+        sent (the intent) and before the next request for a job whose task id it recorded (a
+        poll or the download): before anything else happens for that job. Whoever calls while an fsync runs waits for it and, if it did
+        not cover their change, for the next one: many jobs' changes share one fsync. Only
+        changes about money (an intent, a task id) make a flush wait; the others (a result URL,
+        DONE, an upload handle) become durable with the next fsync or at close, and losing them
+        to a power cut costs a free re-poll, re-download or re-upload, never money.
+        """
+        while self._synced < self._critical:
+            if self._syncing is not None:
+                await self._syncing.wait()
+                continue
+            for _ in range(_GATHER_ROUNDS):  # let other runnable jobs write first: one fsync for all
+                await trio.lowlevel.checkpoint()
+            if self._syncing is not None or self._synced >= self._critical:
+                continue
+            target, done = self._written, trio.Event()
+            self._syncing = done
+            try:
+                fd = self._fd
+                if fd is None:
+                    raise LipbatchError(f"state {self.path} is closed")
+                try:
+                    await trio.to_thread.run_sync(os.fsync, fd)
+                except OSError as exc:
+                    raise LipbatchError(f"cannot write state journal {self._journal}: "
+                                        f"{exc.strerror or exc}") from exc
+                self.syncs += 1
+                self._synced = max(self._synced, target)
+            finally:
+                self._syncing = None
+                done.set()
 
     def _maybe_compact(self) -> None:
         if self._journal_events >= max(self._compact_every, len(self.jobs) + len(self.uploads) + len(self.takes)):
@@ -252,6 +307,7 @@ class State:
         try:
             write_snapshot(self.path, data)
             self._reset_journal()
+            self._synced = self._written
         except OSError as exc:
             raise LipbatchError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
         self._journal_events = 0

@@ -35,10 +35,21 @@ voices: {narrator: {runway-lipsync: VOICE}}
 
 def test_norwegian_is_a_language_not_false(project_dir: Path):
     project = load(project_dir, RUNWAY + """scripts:
-  hi: {voice: narrator, lines: {no: "Hei.", on: "Kia ora.", en: "  Hi.  "}}
+  hi: {voice: narrator, lines: {no: "Hei.", yes: "Yendang.", en: "  Hi.  "}}
 jobs: [{provider: runway, clips: [anna], scripts: [hi], languages: [no, en], output: "{lang}.mp4"}]
 """)
     assert {j.output: j.params["text"] for j in project.jobs} == {"no.mp4": "Hei.", "en.mp4": "Hi."}
+
+
+def test_yaml_11_boolean_words_are_names(project_dir: Path):
+    project = load(project_dir, """providers: {off: {kind: runway-lipsync}}
+clips: {on: {video: media/anna.mp4}, no: {image: media/host.png}}
+voices: {yes: {runway-lipsync: VOICE}}
+scripts: {y: {voice: yes, lines: {no: "Hei."}}}
+jobs: [{provider: off, clips: [on, no], scripts: [y], output: "{clip}.{lang}.{voice}.mp4"}]
+""")
+    assert [j.output for j in project.jobs] == ["no.no.yes.mp4", "on.no.yes.mp4"]
+    assert {j.account for j in project.jobs} == {"off"}
 
 
 def test_yaml_11_booleans_are_strings(project_dir: Path):

@@ -18,7 +18,7 @@ def write_campaign(root: Path) -> Path:
     media = root / "media"
     for i in range(CLIPS):
         mediagen.make_png(media / f"face{i:02d}.png", width=16, height=12, skin=(120 + 2 * i, 150, 110))
-    langs = [f"l{chr(97 + i)}" for i in range(LANGS)]
+    langs = ["en", "de", "fr", "es", "it", "pt-BR", "nl", "sv", "ja", "zh-Hans"][:LANGS]
     data = {
         "version": 1,
         "providers": {"runway": {"kind": "runway-lipsync"}},

@@ -303,3 +303,37 @@ async def test_rerun_reads_no_output_bytes_unless_a_file_changed(tmp_path, media
     assert altered.read_bytes() != b"" and h.stats()["creates_total"] == len(project.jobs)
     forced = await h.run(project, fast_options(force=True), environ=case.env)
     assert forced.done == 1 and h.stats()["creates_total"] == len(project.jobs)
+
+
+@pytest.mark.anyio
+async def test_group_commit_shares_fsyncs_and_records_before_every_request(tmp_path, media, harness, monkeypatch):
+    """Journal fsyncs per job stay under 1.5 with concurrency, and no create is sent while a state
+    change before it is unsynced."""
+    from lipbatch.state import local
+
+    case = write_manifest("creatify-lipsync", tmp_path, media, jobs=12, concurrency=6)
+    opened = []
+    real_open = local.State.open.__func__
+
+    def spy(cls, *args, **kwargs):
+        state = real_open(cls, *args, **kwargs)
+        opened.append(state)
+        return state
+
+    monkeypatch.setattr(local.State, "open", classmethod(spy))
+    h = harness()
+    project = h.project(case.manifest)
+    unsynced_at_send = []
+    app = h.app
+
+    async def checking_app(scope, receive, send):
+        if scope["type"] == "http" and opened and scope["method"] == "POST" and "lipsyncs" in scope["path"]:
+            unsynced_at_send.append(max(0, opened[0]._critical - opened[0]._synced))
+        await app(scope, receive, send)
+
+    h.app = checking_app
+    summary = await h.run(project, environ=case.env)
+    assert summary.done == 12
+    state = opened[0]
+    assert state.group_commit and unsynced_at_send and max(unsynced_at_send) == 0
+    assert state.syncs / 12 <= 1.5, state.syncs  # 2 per job without group commit

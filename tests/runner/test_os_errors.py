@@ -157,7 +157,7 @@ def test_an_output_folder_vanishing_mid_download_fails_its_jobs_only(campaign, m
 
     monkeypatch.setattr(download, "verify_playable", verify_then_vanish)
     result, summary = campaign.run()
-    assert result.code == EXIT_JOBS_FAILED and summary["failed"] >= 1  # the others in that folder may go too
+    assert result.code == EXIT_JOBS_FAILED and summary["failed"] >= 1, result.err  # the others in that folder may go too
     reason = summary["failures"][campaign.project.jobs[0].output]
     assert str(victim) in reason and "vanished" in reason
     monkeypatch.setattr(download, "verify_playable", real)

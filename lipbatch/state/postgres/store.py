@@ -12,6 +12,14 @@ changed it.
 A change that records the intent to create (status ``submitting``) is fenced: it
 commits only while this worker's claim on the job is unexpired, and renews it; a
 worker whose claim lapsed gets ``LeaseLostError`` and pays for nothing.
+
+With ``group_commit`` set (the runner sets it, as for the local files), a job change
+that is not about money (not an intent or a task id: a result URL, DONE) and a
+superseded take commit without waiting for the server's WAL flush
+(``synchronous_commit = off``): other workers see them at once, and a database crash
+could lose the last of them, which costs a free re-poll or re-download, never money.
+The money changes, uploads and every lease wait for the flush. ``flush`` has nothing
+left to do.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import psycopg
 
 from lipbatch.errors import LipbatchError
 from lipbatch.redact import Redactor
+from lipbatch.state.local import _MONEY_STATUSES as MONEY_STATUSES  # intent and task id: never relaxed
 from lipbatch.state.local import State
 from lipbatch.state.postgres.leases import Leases, lease_seconds
 from lipbatch.state.postgres.schema import ensure_schema
@@ -45,6 +54,7 @@ from lipbatch.state.records import (
 )
 from lipbatch.state.replay import Loaded
 
+_RELAXED = "SET LOCAL synchronous_commit = off"
 _JOB_UPSERT = """
     INSERT INTO jobs (key, account, status, error_kind, record) VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (key) DO UPDATE SET account = excluded.account, status = excluded.status,
@@ -145,8 +155,11 @@ class PostgresState(State):
             before = self.jobs.get(key)
             record = job_from_dict({**(job_dict(before) if before else {"key": key}), **changes}, f"job {key}")
             fence = self.leases is not None and changes.get("status") == JobStatus.SUBMITTING
+            relaxed = self.group_commit and not ("task_id" in changes or changes.get("status") in MONEY_STATUSES)
 
             def write(cursor: psycopg.Cursor) -> None:
+                if relaxed:
+                    cursor.execute(_RELAXED)
                 if fence:
                     self.leases.fence(cursor, key)
                 cursor.execute(_JOB_UPSERT, job_row(record))
@@ -168,9 +181,14 @@ class PostgresState(State):
             take_id = uuid.uuid4().hex  # drawn once: repeating the insert after a lost answer adds nothing
 
             def write(cursor: psycopg.Cursor) -> None:
+                if self.group_commit:
+                    cursor.execute(_RELAXED)
                 cursor.execute("INSERT INTO takes (id, record) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                                take_row(take_id, take))
         self.session.run(write)
+
+    async def flush(self) -> None:
+        """Nothing waits: every money change was committed (and flushed) before ``update`` returned."""
 
     def _maybe_compact(self) -> None:
         """Nothing to fold: every change is already a row."""
