@@ -36,6 +36,7 @@ class Session:
         self.name = name
         self._conn: psycopg.Connection | None = None
         self._gave_up = True  # until the first unit succeeds: a wrong URL or password fails at once
+        self._reached = False  # a unit ever succeeded (then losing the database is an interruption)
 
     @classmethod
     def open(cls, url: str, campaign: str, *, patience: float = 0.0) -> Session:
@@ -66,7 +67,7 @@ class Session:
                     self._conn = self.connect()
                 with self._conn.transaction(), self._conn.cursor() as cursor:
                     result = unit(cursor)
-                self._gave_up = False
+                self._gave_up, self._reached = False, True
                 return result
             except (psycopg.OperationalError, psycopg.InterfaceError, StateUnavailableError) as exc:
                 self._drop()
@@ -81,6 +82,8 @@ class Session:
                                     f"{_first_line(exc)}") from None
 
     def _reason(self, exc: psycopg.Error) -> str:
+        if not self._reached:
+            return f"cannot reach the state database {self.target.shown}: {_first_line(exc)}"
         return (f"the state database {self.target.shown} is unreachable ({_first_line(exc)}); what was recorded "
                 "is kept there: run again once it is back and the campaign resumes")
 
