@@ -210,7 +210,8 @@ async def download(
         await part.finish()
         if verify:
             try:
-                await trio.to_thread.run_sync(verify_playable, part.path)
+                with confined.writing(dest):  # the file (or its folder) vanishing is a write error
+                    await trio.to_thread.run_sync(verify_playable, part.path)
             except MediaError as exc:
                 raise CorruptDownloadError(
                     f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 TAKES_DIR = "takes"
 REVIEW_DIR = "review"
 #: suffixes of files (and one folder) kept beside a state file ``S``: ``S.journal``, ...
-STATE_SIDE_SUFFIXES = (".journal", ".lock", ".backup", ".log", ".world")
+STATE_SIDE_SUFFIXES = (".journal", ".lock", ".backup", ".log", ".world", ".timings")
 
 
 def rehearsal_state_path(state_path: Path) -> Path:

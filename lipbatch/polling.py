@@ -19,14 +19,17 @@ sandbox's scaled clock works. Provider ETAs are real seconds, as the runner trea
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lipbatch.providers.base import Phase, TaskState
+from lipbatch.state import atomic_write_bytes
 
 #: Seconds between two polls of one task that each provider documents (the lower end of a range).
 #: Sources: /work/shared/providers/<kind>.md. Polls come faster only in the window around a
@@ -330,3 +333,23 @@ class PollSchedule:
         if gained <= 0 or elapsed <= 0:
             return None
         return (1.0 - progress) * elapsed / gained / self.scale
+
+
+def completion_times_path(state_path: Path) -> Path:
+    """Beside the state (``paths.STATE_SIDE_SUFFIXES``): what earlier runs learned of job durations."""
+    return state_path.with_name(state_path.name + ".timings")
+
+
+def load_completion_times(state_path: Path) -> CompletionModel:
+    """The model earlier runs saved; an empty one when there is none or it cannot be read."""
+    try:
+        data = json.loads(completion_times_path(state_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    return CompletionModel.from_json(data)
+
+
+def save_completion_times(state_path: Path, model: CompletionModel) -> None:
+    """Written atomically; a failure only costs the next run its head start."""
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(completion_times_path(state_path), json.dumps(model.to_json()).encode("utf-8"))

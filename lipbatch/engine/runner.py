@@ -49,6 +49,7 @@ from lipbatch.engine.wait import AwaitPhase
 from lipbatch.errors import ProviderError, TransientError
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job, Project
+from lipbatch.polling import load_completion_times, save_completion_times
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
 
 _REPOLL_KINDS = ("timeout", "transient")
@@ -93,6 +94,7 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.outputs = Outputs(project.output_dir, state, self.hashes)
+        self.completion = load_completion_times(project.state_path)  # learned by earlier runs too
 
     # -- events
 
@@ -127,6 +129,7 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
         await trio.to_thread.run_sync(self.hashes.save)
+        await trio.to_thread.run_sync(save_completion_times, self.project.state_path, self.completion)
         self.emit("run_finished", output_dir=str(self.project.output_dir), state_file=str(self.project.state_path),
                   **self.summary.to_json())
         return self.summary
@@ -306,12 +309,14 @@ class Runner(Slots, SubmitPhase, AwaitPhase, FetchPhase, SharedRun):
             await self._fetch(job, acct, task_id, record.result_url, record.result_expires_at)
             return
 
+        accepted = None
         if task_id is None:
             task_id, first = await self._submit(job, acct)
+            accepted = trio.current_time()
         else:
             first = None
             if not acct.limiter.holds(job.key):
                 await self._take_slot(job, acct)
             self.state.update(job.key, status=JobStatus.IN_FLIGHT, error=None, error_kind=None)
-        final = await self._await_result(job, acct, task_id, first)
+        final = await self._await_result(job, acct, task_id, first, accepted)
         await self._fetch(job, acct, task_id, final.result_url, final.result_expires_at)

@@ -15,6 +15,7 @@ from lipbatch.engine.accounts import AccountRun
 from lipbatch.engine.control import JobEnded
 from lipbatch.errors import NotFoundError, OutOfCreditsError, PermanentError, TransientError
 from lipbatch.model import Job
+from lipbatch.polling import PollSchedule
 from lipbatch.providers.base import Phase, TaskState
 from lipbatch.state import JobStatus
 
@@ -22,14 +23,21 @@ from lipbatch.state import JobStatus
 class AwaitPhase:
     """Mixin of ``Runner``: from a recorded task id to a terminal ``TaskState``."""
 
-    async def _await_result(self, job: Job, acct: AccountRun, task_id: str, first: TaskState | None) -> TaskState:
-        """Poll until the task is terminal; the slot is released as soon as it is."""
+    async def _await_result(self, job: Job, acct: AccountRun, task_id: str, first: TaskState | None,
+                            accepted: float | None = None) -> TaskState:
+        """Poll until the task is terminal; the slot is released as soon as it is.
+
+        ``accepted``: when this run's create was answered; the learned completion times
+        (``lipbatch.polling``) then poll sparsely until near the predicted finish and densely
+        around it. A task resumed from an earlier run is polled on the provider's guidance.
+        """
         deadline = trio.current_time() + self.options.job_timeout * self.scale
-        sampler = ProgressSampler()
-        interval = self.options.poll_min * self.scale
+        schedule = PollSchedule(job.kind, self.completion.predict(acct.account.name, job.kind, job.expected_seconds),
+                                accepted_at=accepted, time_scale=self.scale, poll_min=self.options.poll_min,
+                                poll_max=self.options.poll_max)
         task = first
         if task is None or task.phase not in (Phase.SUCCEEDED, Phase.FAILED):
-            wait = self._next_wait(task, sampler, interval) if task else 0.0
+            wait = schedule.next_wait(trio.current_time(), task) if task else 0.0
             while True:
                 if wait:
                     await trio.sleep(min(wait, max(0.0, deadline - trio.current_time())))
@@ -44,8 +52,9 @@ class AwaitPhase:
                     break
                 self.emit("job_progress", job, phase=str(task.phase), progress=task.progress,
                           raw_status=task.raw_status)
-                interval = min(interval * 1.5, self.options.poll_max * self.scale)
-                wait = self._next_wait(task, sampler, interval)
+                wait = schedule.next_wait(trio.current_time(), task)
+        if task.phase is Phase.SUCCEEDED and (seen := schedule.finished(trio.current_time())) is not None:
+            self.completion.record(acct.account.name, job.kind, *seen, job.expected_seconds)
         self._give_slot(job, acct)
         if task.phase is Phase.FAILED:
             self._note_credits(job, acct, task.credits)
@@ -77,18 +86,6 @@ class AwaitPhase:
             self._fail(job, exc)
         raise AssertionError("unreachable")
 
-    def _next_wait(self, state: TaskState, sampler: ProgressSampler, interval: float) -> float:
-        """Follow the provider's ETA or progress rate when it gives one, else back off."""
-        low, high = self.options.poll_min * self.scale, self.options.poll_max * self.scale
-        guess: float | None = None
-        if state.eta_seconds:
-            guess = state.eta_seconds  # the provider's seconds are real ones (the sandbox scales its own)
-        elif state.phase is Phase.RUNNING and state.progress is not None:
-            guess = sampler.remaining(state.progress)
-        if guess is None:
-            guess = interval
-        return min(high, max(low, guess))
-
     def _note_credits(self, job: Job, acct: AccountRun, credits: float | None, **fields: Any) -> None:
         """Record the provider's reported credits (with ``fields``, in one durable write)."""
         if credits is None:
@@ -99,20 +96,3 @@ class AwaitPhase:
         acct.credits += credits - self._credits_seen.get(job.key, 0.0)
         self._credits_seen[job.key] = credits
         self.summary.credits[acct.account.name] = acct.credits
-
-
-class ProgressSampler:
-    """Estimates time left from how fast ``progress`` moves between polls."""
-
-    def __init__(self) -> None:
-        self.first: tuple[float, float] | None = None
-
-    def remaining(self, progress: float) -> float | None:
-        now = trio.current_time()
-        if self.first is None or progress < self.first[1]:
-            self.first = (now, progress)
-            return None
-        elapsed, gained = now - self.first[0], progress - self.first[1]
-        if gained <= 0 or elapsed <= 0:
-            return None
-        return (1.0 - progress) * elapsed / gained

@@ -152,7 +152,7 @@ def test_an_output_folder_vanishing_mid_download_fails_its_jobs_only(campaign, m
     def verify_then_vanish(path):
         info = real(path)
         if path.name.startswith(f".{victim.name}."):
-            shutil.rmtree(victim.parent)  # the folder goes while the checked file waits to be renamed
+            shutil.rmtree(victim.parent, ignore_errors=True)  # the folder goes while the file waits to be renamed
         return info
 
     monkeypatch.setattr(download, "verify_playable", verify_then_vanish)
