@@ -49,6 +49,8 @@ LOGGED = {
     "breaker": "STOPPED REPEATING: {refusals} creates refused alike: {message}; jobs using it are not submitted",
     "account_stopped": "account stopped: {message}",
     "halted": "{message}",
+    "worker": "{message}",
+    "state_unreachable": "{message}",
     "interrupted": "{message}",
     "run_finished": "finished: {done} done, {skipped} already done, {failed} failed, {unknown} unknown, "
                     "{lost} output(s) lost, {blocked} blocked, {over_budget} waiting for budget, {error_blocked} "

@@ -18,7 +18,7 @@ from lipbatch.engine.outputs import copy_file, remove_partial_files
 from lipbatch.engine.runner import Runner
 from lipbatch.hashing import HashCache
 from lipbatch.model import Project
-from lipbatch.state import State
+from lipbatch.state.backend import open_backend
 
 __all__ = ["Event", "HashCache", "RunOptions", "RunSummary", "Runner", "Sink", "copy_file", "credential_names",
            "point_at_sandbox", "remove_partial_files", "resolve_secrets", "run_project"]
@@ -32,6 +32,7 @@ async def run_project(
     sink: Sink | None = None,
     stop: trio.Event | None = None,
     environ: Mapping[str, str] | None = None,
+    state_url: str | None = None,
 ) -> RunSummary:
     """Run every job of ``project``; the library entry point behind ``lipbatch run``.
 
@@ -39,7 +40,8 @@ async def run_project(
     sandbox app). Setting ``stop`` ends the run gracefully (Ctrl-C): nothing
     new is submitted and the summary says ``interrupted``. Raises
     ``MissingCredentialError`` before any request and ``StateLockedError`` when
-    another run holds the state.
+    another run holds the state. ``state_url``: a shared PostgreSQL state (``lipbatch.state.backend``)
+    instead of the local files; this run is then one worker among any number.
     """
     options = options or RunOptions()
     environ = os.environ if environ is None else environ
@@ -48,7 +50,7 @@ async def run_project(
     own_transport = transport is None
     base = transport or httpx.AsyncHTTPTransport(retries=0)
     try:
-        with State.open(project.state_path, redact=redact) as state:
+        with open_backend(project, state_url, redact=redact) as state:
             state.group_commit = True  # one fsync for many jobs' changes, awaited before any request
             runner = Runner(project, options, state, transport=base, environ=environ, sink=sink, stop=stop)
             return await runner.run()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -29,6 +30,7 @@ from lipbatch.remote_check import check_remote
 from lipbatch.review.decisions import Decision, decisions_path, read_decisions
 from lipbatch.review.judging import Replaced, approved_replaced, decision_name, rejected_in, rejection_for
 from lipbatch.state import read_jobs
+from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
 
 HELP = "show the jobs a run would do, their status in the state file, estimated cost and budgets"
 
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-remote", action="store_true",
                         help="check voice, accent and avatar ids against the providers' catalogues first "
                              "(network; needs the credentials; with --sandbox: the emulators')")
+    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         project = load_campaign(args.manifest, sandbox=args.sandbox)
     except ManifestError as err:
         return report_problems(err, as_json=args.json)
+    url = state_url(args.state, os.environ)
     remote = None
     if args.check_remote:
         checked, problems = check_remote(project, sandbox=args.sandbox)
@@ -56,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"{len(problems)} id(s) not in the providers' catalogues; nothing was spent", file=sys.stderr)
             return EXIT_INVALID
     decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
-    records = read_jobs(project.state_path)
+    records = read_backend(project, url).loaded.jobs if url else read_jobs(project.state_path)
     plan = build_plan(project, records=records, rehearsal=args.sandbox, rejected=rejected_in(decisions, records))
     rejections = {row.job.key: entry for row in plan.rows if row.status == "redo"
                   and (entry := rejection_for(row.job, records.get(row.job.key), decisions)) is not None}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import signal
 import sys
@@ -39,6 +40,7 @@ from lipbatch.review import rejected_takes
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
+from lipbatch.state.backend import STATE_OPTION_HELP, state_url
 
 HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
 
@@ -76,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="budget of ACCOUNT in its provider's credits for this run, in place of the "
                              "manifest's (what the state records as charged counts); repeatable")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
 def max_credits(values: list[str], project: Project) -> dict[str, float]:
@@ -166,7 +169,7 @@ async def _run(args: argparse.Namespace, project: Project, rejected: Mapping[str
                 project = point_at_sandbox(project, args.sandbox_url)
             with open_sink(json_lines=args.json, stream=sys.stdout) as sink:
                 options = options_from_args(args, time_scale=time_scale, rejected=rejected, budgets=budgets)
-                summary = await run_project(project, options, sink=sink, stop=stop)
+                summary = await run_project(project, options, sink=sink, stop=stop, state_url=args.state_url)
             nursery.cancel_scope.cancel()
     finally:
         if world is not None:
@@ -183,6 +186,7 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def main(args: argparse.Namespace) -> int:
+    args.state_url = state_url(args.state, os.environ)
     rehearsing = bool(args.sandbox or args.sandbox_url)
     project = load_campaign(args.manifest, sandbox=rehearsing)
     rejected = rejected_takes(project, sandbox=rehearsing)

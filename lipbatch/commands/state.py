@@ -12,6 +12,9 @@ alone: the engine blocks its job until it is moved away (or ``--force``), unless
 job's result (when a journal was cut, the records of finished jobs are gone
 and this is the only way not to pay for them again). ``--sandbox``: the
 rehearsal's state and outputs.
+
+``push``/``pull`` copy the state to and from a shared PostgreSQL state
+(``commands/state_push.py``, added by its ``add_subcommands``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
+from lipbatch.commands import state_push
 from lipbatch.errors import EXIT_OK
 from lipbatch.hashing import HashCache
 from lipbatch.media import MediaError, verify_playable
@@ -29,7 +33,8 @@ from lipbatch.model import Job, Project
 from lipbatch.state import JobStatus, State, StateDamagedError, backup_path, journal_path, read_state
 from lipbatch.state.repair import Rebuilt, repair
 
-HELP = "check the state file for damage, or repair it from its backup and journal"
+HELP = ("check the state file for damage, or repair it from its backup and journal; push or pull it to or "
+        "from a shared PostgreSQL state")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fix.add_argument("--trust-outputs", action="store_true",
                      help="also adopt playable videos no record describes as their job's done output (only if "
                           "you know lipbatch made them for this manifest: their jobs are then never paid again)")
+    state_push.add_subcommands(actions)
 
 
 @dataclass
@@ -129,6 +135,8 @@ def _report(rebuilt: Rebuilt | None, adoption: Adoption, manifest: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "_state_main", None) is not None:  # push, pull (commands/state_push.py)
+        return args._state_main(args)
     project = load_campaign(args.manifest, sandbox=args.sandbox)
     if args.action == "check":
         return _check(project)

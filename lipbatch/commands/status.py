@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -25,7 +26,8 @@ from lipbatch.plan import job_status
 from lipbatch.pricing import plain
 from lipbatch.review.decisions import decisions_path, read_decisions
 from lipbatch.review.judging import decision_for, decision_name, rejected_in
-from lipbatch.state import JobRecord, read_state
+from lipbatch.state import JobRecord
+from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
 from lipbatch.tables import print_listing
 
 HELP = "show each job's status from the state file"
@@ -34,6 +36,7 @@ HELP = "show each job's status from the state file"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_campaign_arguments(parser, rehearsal_help="the rehearsal's state (runs made with --sandbox/--sandbox-url)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
 
 
 _PLAN_KNOWS_BETTER = ("new", "changed", "blocked", "waiting", "missing", "lost", "redo")
@@ -46,8 +49,10 @@ def status_name(record: JobRecord | None, planned: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    url = state_url(args.state, os.environ)
     project = load_campaign(args.manifest, sandbox=args.sandbox)
-    loaded = read_state(project.state_path)
+    view = read_backend(project, url)
+    loaded = view.loaded
     records = loaded.jobs
     owners = {out: key for key, record in records.items() for out in record.outputs}
     decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
@@ -70,10 +75,13 @@ def main(args: argparse.Namespace) -> int:
             "decision": decision_name(job, record, decisions),
             "review": None if judged is None else {"note": judged.note, "by": judged.by, "at": judged.at},
         })
+        if url is not None:  # a shared state: which worker holds the job right now
+            rows[-1]["worker"] = view.holders.get(job.key)
     counts = Counter(row["status"] for row in rows)
     if args.json:
-        print(json.dumps({"state_file": str(project.state_path), "rehearsal": args.sandbox, "counts": dict(counts),
-                          "jobs": rows}, indent=2))
+        shared = {"state": view.where, "workers": view.workers} if url is not None else {}
+        print(json.dumps({"state_file": str(project.state_path), **shared, "rehearsal": args.sandbox,
+                          "counts": dict(counts), "jobs": rows}, indent=2))
         return EXIT_OK
     what = " (REHEARSAL: sandbox results)" if args.sandbox else ""
     listing = [{"output": ", ".join(row["outputs"]), "account": row["account"], "status": row["status"],
@@ -82,5 +90,11 @@ def main(args: argparse.Namespace) -> int:
                for row in rows]
     print_listing(listing, list(listing[0]) if listing else ["output"], prose=("error",),
                   title=f"{project.manifest_path.name}{what}: {len(rows)} job(s)")
+    if url is not None:
+        print(f"shared state {view.where}: {len(view.workers)} worker(s) running")
+        for worker in view.workers:
+            held = [", ".join(row["outputs"]) for row in rows if row["worker"] == worker["id"]]
+            print(f"  {worker['id']} (pid {worker['pid']} on {worker['host']}, since {worker['started']}): "
+                  f"{'holds ' + '; '.join(held) if held else 'holds no job'}")
     print(", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
     return EXIT_OK

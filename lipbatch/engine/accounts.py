@@ -1,4 +1,10 @@
-"""Per-account machinery of a run: clients, slots under the account's cap, credentials, pacing."""
+"""Per-account machinery of a run: clients, slots under the account's cap, credentials, pacing.
+
+With a shared state (``lipbatch.state.postgres``) the cap holds across every worker: a
+slot is a leased row taken before the local one and never waited for while holding a
+local one (``Slots._lease_slot``), and an input is uploaded once per endpoint by
+whichever worker gets there first (``SharedUploads``).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,11 @@ import trio
 
 from lipbatch.errors import MissingCredentialError
 from lipbatch.limits import AdaptiveLimiter, TokenBucket
-from lipbatch.model import IN_PROCESS, Account, Job, Project
+from lipbatch.model import IN_PROCESS, Account, InputRef, Job, Project
 from lipbatch.providers import SANDBOX_PREFIXES, client_class
-from lipbatch.providers.base import Provider
+from lipbatch.providers.base import Provider, Upload
 from lipbatch.state import JobStatus
+from lipbatch.state.backend import Coordinator, live
 
 
 def point_at_sandbox(project: Project, url: str, *, in_process: bool = False) -> Project:
@@ -94,8 +101,47 @@ class AccountRun:
         return self.account.endpoint
 
 
+class SharedUploads:
+    """A provider client whose uploads are shared by every worker of a campaign: the first worker
+    to claim a file's upload makes it; the others wait for its handle (or take over when it fails)."""
+
+    def __init__(self, client: Provider, leases: Coordinator, account: Account, poll: float) -> None:
+        self._client = client
+        self._leases = leases
+        self._account = account
+        self._poll = poll
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    async def upload(self, ref: InputRef) -> Upload:
+        sha = ref.sha256 or str(ref.path)
+        endpoint, name = self._account.endpoint, self._account.name
+        while True:
+            stored = self._leases.stored_upload(endpoint, name, sha)
+            if stored is not None:
+                return Upload(stored.handle, stored.expires_at)
+            if self._leases.claim_upload(endpoint, name, sha):
+                try:
+                    return await self._client.upload(ref)  # the claim goes when the handle is recorded
+                except BaseException:
+                    self._leases.release_upload(endpoint, name, sha)
+                    raise
+            await trio.sleep(self._poll)
+
+
 class Slots:
     """Slot bookkeeping of ``Runner``: a slot is held from just before a create until the task ends."""
+
+    @property
+    def leases(self) -> Coordinator | None:
+        """The shared campaign's leases; None with the local state files."""
+        return getattr(self.state, "leases", None)
+
+    @property
+    def _lease_poll(self) -> float:
+        """How often a worker looks again for a slot, an upload or a job another worker holds."""
+        return max(0.02, min(1.0, self.options.poll_min * self.scale))
 
     def _open_accounts(self, work: list[Job]) -> None:
         resumed: dict[str, int] = {}
@@ -114,6 +160,10 @@ class Slots:
             client = client_class(account.kind)(account, http, self.secrets[name])
             cap = max(1, account.concurrency)
             limiter = AdaptiveLimiter(cap, start=max(2, resumed.get(name, 0)))
+            if self.leases is not None:  # the shared slot rows are the cap; locally only a busy answer lowers it
+                client = SharedUploads(client, self.leases, account, self._lease_poll)  # type: ignore[assignment]
+                limiter = AdaptiveLimiter(cap, start=cap)
+                self.leases.prepare_slots(name, cap)
             self.accounts[name] = AccountRun(account, client, limiter, trio.CapacityLimiter(max(2, min(cap, 4))))
         self.download_http = httpx.AsyncClient(transport=SharedTransport(self.transport), timeout=timeout)
         self._clients.append(self.download_http)
@@ -143,19 +193,40 @@ class Slots:
             self.global_slots.release_on_behalf_of(job.key)
 
     async def _take_slot(self, job: Job, acct: AccountRun) -> None:
-        await acct.limiter.acquire(job.key)
+        if self.leases is not None:
+            await self._lease_slot(job, acct)
+        else:
+            await acct.limiter.acquire(job.key)
         if self.global_slots is not None:
             try:
                 await self.global_slots.acquire_on_behalf_of(job.key)
             except BaseException:
                 acct.limiter.release(job.key)
+                self._unlease_slot(job, acct)
                 raise
         acct.in_flight += 1
         self.emit_account(acct)
 
+    async def _lease_slot(self, job: Job, acct: AccountRun) -> None:
+        """A slot row of the account (the one this job's live task already has, or a free one), then
+        a local slot; never one held while waiting for the other, so workers cannot deadlock."""
+        assert self.leases is not None
+        name, cap = acct.account.name, acct.limiter.cap
+        while True:
+            if acct.limiter.in_use < acct.limiter.limit and self.leases.take_slot(name, cap, job.key):
+                if acct.limiter.try_acquire(job.key):
+                    return
+                self.leases.give_slot(name, job.key, live=live(self.state.job(job.key)))
+            await trio.sleep(self._lease_poll)
+
+    def _unlease_slot(self, job: Job, acct: AccountRun) -> None:
+        if self.leases is not None:
+            self.leases.give_slot(acct.account.name, job.key, live=live(self.state.job(job.key)))
+
     def _give_slot(self, job: Job, acct: AccountRun) -> None:
         if acct.limiter.holds(job.key):
             acct.limiter.release(job.key)
+            self._unlease_slot(job, acct)
             if self.global_slots is not None:
                 self.global_slots.release_on_behalf_of(job.key)
             acct.in_flight -= 1

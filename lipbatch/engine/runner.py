@@ -46,6 +46,7 @@ from lipbatch.budget import Ledger
 from lipbatch.confined import OutputWriteError
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
 from lipbatch.engine.breaker import Breaker
+from lipbatch.engine.claims import SharedRun
 from lipbatch.engine.control import JobEnded
 from lipbatch.engine.fetch import FetchPhase
 from lipbatch.engine.network import NetworkPhase
@@ -83,7 +84,7 @@ class _Plan:
     new_take: str | None = None  # why the current take is superseded before submitting
 
 
-class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhase):
+class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhase, SharedRun):
     """One run of one project; use ``run_project``."""
 
     def __init__(self, project: Project, options: RunOptions, state: State, *, transport: httpx.AsyncBaseTransport,
@@ -168,10 +169,10 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
 
     async def _run(self, started: float) -> None:
         plans = await trio.to_thread.run_sync(self._prepass)
-        work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in ("work", "restore")]
+        work = [plans[job.key] for job in self.project.jobs if plans[job.key].action in self._to_work]
         for job in self.project.jobs:
             plan = plans[job.key]
-            if plan.action not in ("work", "restore"):
+            if plan.action not in self._to_work:
                 self._settled_before(job, plan)
         self.emit("run_started", jobs=len(self.project.jobs), to_do=len(work), skipped=self.summary.skipped)
         if work:
@@ -190,10 +191,13 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             self._open_accounts([plan.job for plan in work])
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_stop, nursery.cancel_scope)
-                async with trio.open_nursery() as jobs:
-                    ordered = {plan.job.key: plan for plan in work}
-                    for job in self._resumed_first([plan.job for plan in work]):
-                        jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
+                if self.leases is not None:  # a shared state: jobs are claimed one by one (engine/claims.py)
+                    await self._run_shared(work)
+                else:
+                    async with trio.open_nursery() as jobs:
+                        ordered = {plan.job.key: plan for plan in work}
+                        for job in self._resumed_first([plan.job for plan in work]):
+                            jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
                 nursery.cancel_scope.cancel()
         finally:
             for client in self._clients:
@@ -277,7 +281,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
     # -- pre-pass: what is already settled (no HTTP)
 
     def _prepass(self) -> dict[str, _Plan]:
-        remove_partial_files(self.project.output_dir)
+        if self.leases is None:  # a shared output folder may hold other workers' downloads in progress
+            remove_partial_files(self.project.output_dir)
         plans = {job.key: self._decide(job) for job in self.project.jobs}
         for plan in plans.values():  # what each create would reserve (Magic Hour: the probed frame rate)
             if plan.action == "work":

@@ -72,7 +72,9 @@ Decisions where the contract left room:
 
 Modules: ``records`` (what is stored), ``replay`` (reading, damage checks), ``lock``,
 ``durable`` (fsync'd writes), ``local`` (the writer of the local backend),
-``repair`` (rebuilding a damaged state from every copy of it).
+``repair`` (rebuilding a damaged state from every copy of it),
+``backend`` (the interface both backends offer, and the choice between them),
+``postgres`` (the shared backend: one campaign's records in PostgreSQL, for many workers).
 """
 
 from __future__ import annotations
