@@ -356,6 +356,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             self.emit("job_copied", job, source=str(plan.source), targets=list(plan.targets))
         else:
             self.emit("job_skipped", job)
+        self._counted.add(job.key)
         self.summary.skipped += 1
 
     def _start_new_take(self, job: Job, acct: AccountRun, record: JobRecord, reason: str) -> None:
