@@ -31,6 +31,7 @@ from lipbatch.media import MediaError
 from lipbatch.model import Job, Project
 from lipbatch.pricing import Estimate, dollars, estimate, plain
 from lipbatch.state import JobRecord, JobStatus, TakeRecord, read_state
+from lipbatch.tables import print_listing
 
 STATUS_NAMES: dict[str, str] = {
     JobStatus.SUBMITTING: "in flight",
@@ -222,7 +223,27 @@ def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = No
 def render(plan: Plan, console: Console) -> None:
     """The plan as rich tables: one row per job, then totals per account."""
     what = "REHEARSAL (sandbox) " if plan.rehearsal else ""
-    table = Table(title=f"{what}{len(plan.rows)} jobs → {plan.project.output_dir}", title_justify="left")
+    title = f"{what}{len(plan.rows)} jobs → {plan.project.output_dir}"
+    if not console.is_terminal:  # piped: one tab-separated line per job (rich tables cost ~1 ms a row)
+        print_listing([{"key": row.job.key[:12], "clip": row.job.clip,
+                        "script": row.job.script or (f"voice {row.job.voice}" if row.job.voice else "-"),
+                        "lang": row.job.lang or "-", "provider": row.job.account, "output": ", ".join(row.job.outputs),
+                        "status": row.status, "est. cost": row.estimate.short(),
+                        "charged": "-" if row.charged is None else plain(row.charged)} for row in plan.rows],
+                      ("key", "clip", "script", "lang", "provider", "output", "status", "est. cost", "charged"),
+                      title=title, console=console)
+    else:
+        _job_table(plan, title, console)
+    _totals(plan, console)
+    if plan.budgets:
+        render_budgets(plan, console)
+    for item in plan.stale:
+        console.print(f"[yellow]stale:[/] {item.output} was made for job {item.old_key[:12]}; "
+                      f"job {item.new_key[:12]} will replace it")
+
+
+def _job_table(plan: Plan, title: str, console: Console) -> None:
+    table = Table(title=title, title_justify="left")
     for name, kw in (("key", {"style": "dim", "no_wrap": True}), ("clip", {}), ("script", {}), ("lang", {}),
                      ("provider", {}), ("output", {"overflow": "fold"}), ("status", {"no_wrap": True}),
                      ("est. cost", {"justify": "right"}), ("charged", {"justify": "right"})):
@@ -237,6 +258,9 @@ def render(plan: Plan, console: Console) -> None:
                       job.lang or "-", job.account, output, status, row.estimate.short(),
                       "-" if row.charged is None else plain(row.charged))
     console.print(table)
+
+
+def _totals(plan: Plan, console: Console) -> None:
     totals = Table(title="Totals per provider account", title_justify="left")
     for name in ("provider", "kind", "jobs", "status", "estimated", "next run pays", "charged"):
         totals.add_column(name, justify="left" if name in ("provider", "kind", "status") else "right")
@@ -258,11 +282,6 @@ def render(plan: Plan, console: Console) -> None:
         totals.add_row(account, entry["kind"], str(entry["jobs"]), counts, estimated, to_pay,
                        plain(entry["charged"]) if entry["charged"] else "-")
     console.print(totals)
-    if plan.budgets:
-        render_budgets(plan, console)
-    for item in plan.stale:
-        console.print(f"[yellow]stale:[/] {item.output} was made for job {item.old_key[:12]}; "
-                      f"job {item.new_key[:12]} will replace it")
 
 
 def render_budgets(plan: Plan, console: Console) -> None:
