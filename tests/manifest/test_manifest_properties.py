@@ -132,6 +132,7 @@ def keys_by_output(project) -> dict[str, str]:
     return {out: job.key for job in project.jobs for out in job.outputs}
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(spec=specs(), rng=st.randoms(use_true_random=False))
 def test_expansion_is_deterministic_and_order_independent(workdir, spec, rng):
@@ -140,6 +141,7 @@ def test_expansion_is_deterministic_and_order_independent(workdir, spec, rng):
     assert load(workdir, shuffled(spec, rng)).jobs == first.jobs
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(spec=specs(), suffix=st.sampled_from(["x", "renamed", "v2"]), rng=st.randoms(use_true_random=False))
 def test_keys_survive_renames_and_reordering(workdir, spec, suffix, rng):

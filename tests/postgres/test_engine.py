@@ -37,6 +37,7 @@ def upload_requests(stats: dict) -> int:
     return stats["requests_by_route"].get("POST /v1/files/upload-urls", 0)
 
 
+@pytest.mark.slow
 async def test_three_workers_share_the_jobs_the_caps_and_the_uploads(tmp_path, media, pg_url):
     case = write_manifest(KIND, tmp_path, media, jobs=4, accounts=2, concurrency=2)
     h = Harness(job_seconds=10.0)  # 0.1 s of real time per task: long enough for slots to overlap

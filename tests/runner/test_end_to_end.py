@@ -21,7 +21,7 @@ from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK, StateLockedError
 from lipbatch.media import verify_playable
 from lipbatch.state import JobStatus, State, read_jobs
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # whole runs per kind: the fast set keeps test_lifecycle and test_faults
 
 DURATION_TOLERANCE = 0.35  # seconds: audio codec padding and frame rounding
 

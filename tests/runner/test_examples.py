@@ -17,6 +17,7 @@ MANIFESTS = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MANIFESTS)
 async def test_example_manifest_runs_in_the_sandbox(name, tmp_path, harness):
     shutil.copytree(EXAMPLES, tmp_path / "examples", ignore=shutil.ignore_patterns("*-output", "*.lipbatch-state*"))

@@ -64,6 +64,7 @@ async def settle_lost_answers(case, project, run, stats):
     assert_all_done(project, read_jobs(project.state_path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 async def test_busy_provider_all_done_within_its_cap_without_spinning(kind, tmp_path, media, harness):
     jobs = 6 if kind == "runway-act-two-voice" else 10
@@ -138,6 +139,7 @@ async def test_no_secret_in_state_journal_logs_or_json(kind, tmp_path, media, ha
     assert [e.account for e in h.events if e.type == "account_stopped"] == ["acct1"]  # the 401 one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 async def test_faults_over_real_loopback_sockets(kind, tmp_path, media):
     """The same fault mix through hypercorn: resets and truncations are real closed connections."""

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
+import pytest
 import trio
 from harness import Harness, fast_options
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ faults = st.fixed_dictionaries({"rate_5xx": st.sampled_from([0.0, 0.3]), "rate_4
                                 "rate_reset": st.sampled_from([0.0, 0.2]), "seed": st.integers(0, 999)})
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(windows=jobs, budget=st.integers(0, 120), concurrency=st.integers(1, 3), fault=faults)
 def test_charged_plus_reserved_never_exceeds_the_budget(windows, budget, concurrency, fault):
