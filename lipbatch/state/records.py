@@ -133,22 +133,22 @@ def job_from_dict(data: Any, where: str) -> JobRecord:
     return record
 
 
-def upload_from_dict(data: Any, where: str) -> UploadRecord:
-    if not isinstance(data, dict) or data.keys() - {"op", "seq", "format"} - UPLOAD_FIELDS:
-        raise LipbatchError(f"{where}: invalid upload record")
+def _from_line(cls: type, names: frozenset[str], what: str, data: Any, where: str) -> Any:
+    """A record of ``cls`` from a snapshot item or a journal line (whose envelope keys are dropped)."""
+    if not isinstance(data, dict) or data.keys() - {"op", "seq", "format"} - names:
+        raise LipbatchError(f"{where}: invalid {what} record")
     try:
-        return UploadRecord(**{k: v for k, v in data.items() if k in UPLOAD_FIELDS})
+        return cls(**{k: v for k, v in data.items() if k in names})
     except TypeError as exc:
-        raise LipbatchError(f"{where}: invalid upload record ({exc})") from exc
+        raise LipbatchError(f"{where}: invalid {what} record ({exc})") from exc
+
+
+def upload_from_dict(data: Any, where: str) -> UploadRecord:
+    return _from_line(UploadRecord, UPLOAD_FIELDS, "upload", data, where)
 
 
 def take_from_dict(data: Any, where: str) -> TakeRecord:
-    if not isinstance(data, dict) or data.keys() - {"op", "seq", "format"} - TAKE_FIELDS:
-        raise LipbatchError(f"{where}: invalid take record")
-    try:
-        return TakeRecord(**{k: v for k, v in data.items() if k in TAKE_FIELDS})
-    except TypeError as exc:
-        raise LipbatchError(f"{where}: invalid take record ({exc})") from exc
+    return _from_line(TakeRecord, TAKE_FIELDS, "take", data, where)
 
 
 def job_dict(record: JobRecord) -> dict[str, Any]:
