@@ -139,3 +139,4 @@ class Project:
     accounts: Mapping[str, Account]
     jobs: tuple[Job, ...]
     budget_usd: float | None = None  # the campaign's budget in US dollars (``lipbatch.budget``)
+    state_url: str | None = None  # the manifest's ``state:`` (a shared PostgreSQL state), if any

@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
         project = load_campaign(args.manifest, sandbox=args.sandbox)
     except ManifestError as err:
         return report_problems(err, as_json=args.json)
-    url = state_url(args.state, os.environ)
+    url = state_url(args.state, os.environ, project.state_url)
     remote = None
     if args.check_remote:
         checked, problems = check_remote(project, sandbox=args.sandbox)

@@ -186,9 +186,9 @@ def _leaf(error: BaseException) -> BaseException:
 
 
 def main(args: argparse.Namespace) -> int:
-    args.state_url = state_url(args.state, os.environ)
     rehearsing = bool(args.sandbox or args.sandbox_url)
     project = load_campaign(args.manifest, sandbox=rehearsing)
+    args.state_url = state_url(args.state, os.environ, project.state_url)
     rejected = rejected_takes(project, sandbox=rehearsing)
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)

@@ -49,8 +49,8 @@ def status_name(record: JobRecord | None, planned: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    url = state_url(args.state, os.environ)
     project = load_campaign(args.manifest, sandbox=args.sandbox)
+    url = state_url(args.state, os.environ, project.state_url)
     view = read_backend(project, url)
     loaded = view.loaded
     records = loaded.jobs

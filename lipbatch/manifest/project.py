@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lipbatch.budget import cost_problems
 from lipbatch.hashing import HashCache, cache_path_for
@@ -18,6 +19,7 @@ from lipbatch.manifest.problems import Report, TooManyProblems
 from lipbatch.manifest.rules import Sections
 from lipbatch.manifest.schema import describe, schema_problems
 from lipbatch.model import Project
+from lipbatch.state.backend import is_postgres_url
 
 
 def default_paths(manifest: Path, data: Any = None) -> tuple[Path, Path]:
@@ -99,6 +101,23 @@ def _load(path: Path, report: Report, hash_cache: HashCache | None) -> Project |
     budget_usd = budget_usd if isinstance(budget_usd, int | float) and not isinstance(budget_usd, bool) else None
     for jpath, message in cost_problems(sections.accounts, jobs, budget_usd):
         ctx.add(jpath, message)
+    shared = data.get("state") if isinstance(data.get("state"), str) else None
+    if shared is not None and (problem := shared_state_problem(shared)):
+        ctx.add(("state",), problem)
     cache.save()
     return Project(manifest_path=path.resolve(), output_dir=output_dir, state_path=state_path,
-                   accounts=sections.accounts, jobs=tuple(jobs), budget_usd=budget_usd)
+                   accounts=sections.accounts, jobs=tuple(jobs), budget_usd=budget_usd, state_url=shared)
+
+
+def shared_state_problem(url: str) -> str | None:
+    """What is wrong with a manifest's ``state:`` URL, never quoting it (it might hold a password)."""
+    if not is_postgres_url(url):
+        return "state takes a postgresql://user@host/database URL (leave it out for the local state file)"
+    try:
+        has_password = urlsplit(url).password is not None
+    except ValueError:
+        return "state is not a valid URL"
+    if has_password:
+        return ("state holds a password, which is a secret: remove it and set PGPASSWORD or use ~/.pgpass "
+                "(the value is not shown)")
+    return None

@@ -122,9 +122,10 @@ def live(record: JobRecord | None) -> bool:
 
 # -- which backend
 
-def state_url(option: str | None, environ: Mapping[str, str]) -> str | None:
-    """``--state`` wins over ``LIPBATCH_STATE_URL``; None means the local files."""
-    url = option or environ.get(STATE_URL_VARIABLE) or None
+def state_url(option: str | None, environ: Mapping[str, str], manifest: str | None = None) -> str | None:
+    """``--state`` wins over ``LIPBATCH_STATE_URL``, which wins over the manifest's ``state:``;
+    None means the local files."""
+    url = option or environ.get(STATE_URL_VARIABLE) or manifest or None
     if url is not None and not is_postgres_url(url):
         where = "--state" if option else STATE_URL_VARIABLE
         raise LipbatchError(f"{where} takes a postgresql://host/database URL (the local state needs none)")
