@@ -77,7 +77,8 @@
   function togglePlay() {
     const video = currentVideo(current);
     if (!video) return toast("no take to play here");
-    if (video.paused) video.play().catch((error) => toast(`cannot play: ${error.message}`));
+    // an AbortError only means a pause came before the play started: nothing to report
+    if (video.paused) video.play().catch((error) => error.name === "AbortError" || toast(`cannot play: ${error.message}`));
     else video.pause();
   }
 
