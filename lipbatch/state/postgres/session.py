@@ -83,7 +83,8 @@ class Session:
 
     def _reason(self, exc: psycopg.Error) -> str:
         if not self._reached:
-            return f"cannot reach the state database {self.target.shown}: {_first_line(exc)}"
+            return (f"cannot reach the state database {self.target.shown}: {_first_line(exc)}; nothing was "
+                    "started: check the server, then run again")
         return (f"the state database {self.target.shown} is unreachable ({_first_line(exc)}); what was recorded "
                 "is kept there: run again once it is back and the campaign resumes")
 
