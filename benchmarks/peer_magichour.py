@@ -9,7 +9,10 @@ loop is written; the SDK's ``base_url`` points it at the sandbox. lipbatch runs 
 
 Setting: Magic Hour's Creator plan (the sandbox's default: 3 concurrent renders), a job is
 ``T = 20`` virtual seconds; ``time_scale`` maps it to ``--real`` seconds (quick: 1 s). The sandbox
-is reset between the two runs so each one's request counts stand alone. Ideal makespan for
+is reset between the runs so each one's request counts stand alone. lipbatch runs twice: the
+first batch starts with nothing learned (blind polling until jobs finish); the next batch adds N
+new lines to the same manifest, as a campaign's later batch does, and predicts from the durations
+the first one kept beside its state. Ideal makespan for
 lipbatch: ``ceil(N / 3) * T``; for the one-at-a-time SDK loop: ``N * T``. The issue's goal:
 lipbatch >= 2.85x the SDK at concurrency 3 with makespan / ideal <= 1.05.
 """
@@ -109,15 +112,28 @@ def main() -> None:
         require_all_done(summary, "peer: lipbatch")
         lip = counts(sandbox.stats(), jobs)
 
+        # The campaign's next batch: N more lines in the same manifest and state, so the runner
+        # predicts finishes from the first batch's durations (kept beside the state) from its first poll.
+        sandbox.reset()
+        write_manifest(Path(tmp) / "peer", media, 2 * jobs, kind=KIND, concurrency=PLAN_CONCURRENCY)
+        summary, warm_seconds = run_lipbatch(project_on(manifest, sandbox.url), scaled_options(scale),
+                                             environ=environ)
+        require_all_done(summary, "peer: lipbatch, next batch")
+        if summary.done != jobs:
+            raise SystemExit(f"peer: the next batch ran {summary.done} jobs, not {jobs}")
+        warm = counts(sandbox.stats(), jobs)
+
     ideal_sdk, ideal_lip = jobs * real, ideal_makespan(jobs, PLAN_CONCURRENCY, real)
     rows = [["magic-hour SDK generate() loop", sdk_seconds, sdk_seconds / ideal_sdk, *sdk.values()],
-            ["lipbatch", lip_seconds, lip_seconds / ideal_lip, *lip.values()]]
+            ["lipbatch, first batch (cold)", lip_seconds, lip_seconds / ideal_lip, *lip.values()],
+            ["lipbatch, next batch (learned)", warm_seconds, warm_seconds / ideal_lip, *warm.values()]]
     print(f"N = {jobs} {KIND} jobs (one clip x {jobs} recorded lines), T = {JOB_SECONDS:g} s virtual = "
           f"{real:g} s real, Creator plan ({PLAN_CONCURRENCY} concurrent); SDK polls every "
           f"{SDK_POLL_SECONDS:g} s virtual, one job at a time")
     print(table(["client", "makespan s", "/ ideal", "requests/job", "polls/job", "uploads"], rows))
-    print(f"lipbatch is {sdk_seconds / lip_seconds:.2f}x the SDK loop; makespan / ideal "
-          f"{lip_seconds / ideal_lip:.2f} (goal >= 2.85x, <= 1.05)")
+    for label, seconds in (("first batch", lip_seconds), ("next batch", warm_seconds)):
+        print(f"lipbatch, {label}: {sdk_seconds / seconds:.2f}x the SDK loop; makespan / ideal "
+              f"{seconds / ideal_lip:.2f} (goal >= 2.85x, <= 1.05)")
 
 
 if __name__ == "__main__":

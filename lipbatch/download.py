@@ -105,19 +105,27 @@ class _Part:
     symlinks from the output folder (``lipbatch.confined``); OS errors are ``OutputWriteError``.
     """
 
-    def __init__(self, root: Path, dest: Path):
+    def __init__(self, root: Path, dest: Path, buffer: int = 1 << 20):
+        self.root = root
+        self.buffer = buffer  # bytes held in memory before a worker-thread write
         self.dest = dest
         self.name = f".{dest.name}.{secrets.token_hex(6)}.part"
         self.path = dest.with_name(self.name)
         self.size = 0
         self.hash = hashlib.sha256()
-        self._folder = confined.open_folder(root, dest)
+        self._folder: int | None = None
         self._file: IO[bytes] | None = None
-        with confined.writing(dest):
+        self._pending = bytearray()  # received, counted in ``size``, not yet on disk
+
+    def open(self) -> None:
+        """Create the temp file in the output folder, refusing symlinks (``lipbatch.confined``)."""
+        self._folder = confined.open_folder(self.root, self.dest)
+        with confined.writing(self.dest):
             try:
                 self._file = os.fdopen(confined.create_file(self._folder, self.name), "wb", buffering=0)
             except BaseException:
                 os.close(self._folder)
+                self._folder = None
                 raise
 
     def _write(self, chunk: bytes | bytearray) -> None:
@@ -129,30 +137,41 @@ class _Part:
         self.hash.update(chunk)
 
     async def write(self, chunk: bytes | bytearray) -> None:
-        if not chunk:
-            return
-        await trio.to_thread.run_sync(self._write, chunk)
+        """Take ``chunk``; to disk once ``buffer`` bytes are pending (a small result: in ``finish``'s hop)."""
+        self._pending += chunk
         self.size += len(chunk)
+        if len(self._pending) >= self.buffer:
+            data, self._pending = self._pending, bytearray()
+            await trio.to_thread.run_sync(self._write, data)
 
     async def restart(self) -> None:
         def truncate() -> None:
-            assert self._file is not None
+            if self._file is None:
+                return
             with confined.writing(self.dest):
                 self._file.seek(0)
                 self._file.truncate()
 
+        self._pending = bytearray()
         await trio.to_thread.run_sync(truncate)
         self.size = 0
         self.hash = hashlib.sha256()
 
-    async def finish(self) -> None:
-        def sync_and_close() -> None:
+    async def finish(self, check: Callable[[Path], object] | None = None) -> None:
+        """Write what is pending, fsync and close the temp file, then ``check`` it, in one worker-thread hop."""
+        data, self._pending = self._pending, bytearray()
+
+        def sync_close_check() -> None:
             assert self._file is not None
+            if data:
+                self._write(data)
             with confined.writing(self.dest):
                 os.fsync(self._file.fileno())
                 self._file.close()
+                if check is not None:  # the file (or its folder) vanishing is a write error
+                    check(self.path)
 
-        await trio.to_thread.run_sync(sync_and_close)
+        await trio.to_thread.run_sync(sync_close_check)
 
     async def publish(self) -> None:
         def rename() -> None:
@@ -163,6 +182,8 @@ class _Part:
 
     def discard(self) -> None:
         """Close and remove the temp file (after a publish its name no longer exists)."""
+        if self._folder is None:
+            return
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
@@ -190,6 +211,7 @@ async def download(
     max_attempts: int = 5,
     retry_delay: float = 0.5,
     before_publish: Callable[[str, int], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
 
@@ -201,21 +223,25 @@ async def download(
     Raises ``OutputWriteError`` when the file cannot be written (disk full, permissions, a symlink).
     ``before_publish(sha256, size)`` runs after verification and before the rename: the runner
     records the bytes it is about to place, so a crash right after the rename leaves a file the
-    state knows, never one it would take for a stranger's.
+    state knows, never one it would take for a stranger's. ``prepare()`` runs in the worker thread
+    that creates the temp file, just before it (the runner moves an earlier take out of the way).
     """
     dest = Path(dest)
-    part = await trio.to_thread.run_sync(_Part, Path(root) if root is not None else dest.parent, dest)
+    part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size)
+    def open_part() -> None:
+        if prepare is not None:
+            prepare()
+        part.open()  # a folder that cannot take the result: refused before fetching
+
+    await trio.to_thread.run_sync(open_part)
     try:
-        await _transfer(http, url, part, chunk_size=chunk_size, max_attempts=max_attempts, retry_delay=retry_delay)
-        await part.finish()
-        if verify:
-            try:
-                with confined.writing(dest):  # the file (or its folder) vanishing is a write error
-                    await trio.to_thread.run_sync(verify_playable, part.path)
-            except MediaError as exc:
-                raise CorruptDownloadError(
-                    f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"
-                ) from exc
+        await _transfer(http, url, part, max_attempts=max_attempts, retry_delay=retry_delay)
+        try:
+            await part.finish(verify_playable if verify else None)
+        except MediaError as exc:
+            raise CorruptDownloadError(
+                f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"
+            ) from exc
         if before_publish is not None:
             before_publish(part.hash.hexdigest(), part.size)
         await part.publish()
@@ -225,7 +251,7 @@ async def download(
 
 
 async def _transfer(
-    http: httpx.AsyncClient, url: str, part: _Part, *, chunk_size: int, max_attempts: int, retry_delay: float
+    http: httpx.AsyncClient, url: str, part: _Part, *, max_attempts: int, retry_delay: float
 ) -> None:
     progress = _Progress()
     failures = requests = 0
@@ -233,7 +259,7 @@ async def _transfer(
         requests += 1
         start = part.size
         try:
-            await _attempt(http, url, part, progress, chunk_size)
+            await _attempt(http, url, part, progress)
             return
         except (_Retry, httpx.TransportError) as exc:
             if progress.total is not None and part.size == progress.total:
@@ -251,7 +277,7 @@ async def _transfer(
             await trio.sleep(delay)
 
 
-async def _attempt(http: httpx.AsyncClient, url: str, part: _Part, progress: _Progress, chunk_size: int) -> None:
+async def _attempt(http: httpx.AsyncClient, url: str, part: _Part, progress: _Progress) -> None:
     headers = {"Accept-Encoding": "identity"}
     if part.size:
         headers["Range"] = f"bytes={part.size}-"
@@ -266,22 +292,12 @@ async def _attempt(http: httpx.AsyncClient, url: str, part: _Part, progress: _Pr
             raise _Retry("the server cannot resume from this offset; starting over")
         await _check_status(response, url)
         end = await _start_body(response, part, progress)
-        # Our own buffering (not aiter_bytes(chunk_size)) so bytes received before a reset are kept.
-        pending = bytearray()
-        try:
-            async for piece in response.aiter_bytes():
-                if end is not None and part.size + len(pending) + len(piece) > end:
-                    pending = bytearray()
-                    await _start_over(part, progress)
-                    raise _Retry("the server sent more bytes than it announced")
-                pending += piece
-                if len(pending) >= chunk_size:
-                    await part.write(pending)
-                    pending = bytearray()
-        except httpx.TransportError:
-            await part.write(pending)
-            raise
-        await part.write(pending)
+        # Every piece goes to the part as it arrives (it buffers), so bytes received before a reset are kept.
+        async for piece in response.aiter_bytes():
+            if end is not None and part.size + len(piece) > end:
+                await _start_over(part, progress)
+                raise _Retry("the server sent more bytes than it announced")
+            await part.write(piece)
         if end is not None and part.size < end:
             raise _Retry(f"transfer ended at byte {part.size} of {end}")
     finally:

@@ -42,11 +42,14 @@ class FetchPhase:
                      expires_at: float | None, *, restoring: bool = False) -> None:
         """Download into the first output, copy to the others, record DONE."""
         await self.state.flush()  # a task that finished at once: its id is on disk before the download
-        for output in job.outputs:
-            if not await trio.to_thread.run_sync(
-                    lambda output=output: self.outputs.make_room(output, job.key, force=self.options.force)):
-                raise JobEnded("blocked", f"{output} holds a file lipbatch did not write; the paid result waits at "
-                                          "the provider: move that file away and rerun, or --force replaces it")
+
+        def make_room() -> None:  # in the download's first worker-thread hop
+            for output in job.outputs:
+                if not self.outputs.make_room(output, job.key, force=self.options.force):
+                    raise JobEnded("blocked", f"{output} holds a file lipbatch did not write; the paid result "
+                                              "waits at the provider: move that file away and rerun, or --force "
+                                              "replaces it")
+
         dest = self.outputs.path(job.output)
         last: Exception | None = None
         for _attempt in range(self.options.result_attempts):
@@ -56,7 +59,7 @@ class FetchPhase:
             try:
                 got = await dl.download(
                     self.download_http, url, dest, root=self.outputs.dir, verify=True,
-                    retry_delay=max(0.001, 0.5 * self.scale),
+                    retry_delay=max(0.001, 0.5 * self.scale), prepare=make_room,
                     before_publish=lambda sha, size: self.state.update(job.key, output_sha256=sha, output_size=size))
             except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits
                 raise JobEnded("failed", f"{exc} (the result is paid for and waits at the provider: "

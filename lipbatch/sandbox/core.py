@@ -50,12 +50,18 @@ Semantics the emulators and tests rely on:
   ``faults`` (per fault type), ``downloads``, ``downloads_expired``,
   ``callbacks`` (sent/failed/refused), ``credits_used`` (``"provider/account"``),
   ``max_active_tasks`` (``"provider/account"`` -> the most tasks of the account
-  active at any one virtual instant).
+  active at any one virtual instant). With ``extra["task_timings"]`` true, also ``tasks``:
+  per task created since (the last ``TASK_TIMINGS_LIMIT``, in creation order) its ``provider``,
+  ``account``, virtual ``created``/``started``/``finished`` and ``polls``, the virtual instants
+  of the provider requests whose answer read its state (``Lifecycle.phase()`` during a request,
+  once per request; the emulators' own timers do not count; faulted requests never reach it).
+  Not kept in a world.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import hashlib
 import hmac
@@ -91,6 +97,12 @@ FILES_PREFIX = "/cdn"
 CONTROL_PREFIX = "/_sandbox"
 SYNTHETIC_FETCH_LIMIT = 64 * 1024 * 1024  # fetch_input refuses to materialise bigger synthetic files
 RENDER_CACHE_SIZE = 64
+TASK_TIMINGS_LIMIT = 10_000  # tasks whose timings stats keep (``extra["task_timings"]``)
+
+#: The provider request being answered (a fresh marker per request; None in timers and control
+#: routes' tasks): ``Lifecycle.phase()`` reads during one request count as one poll of the task.
+_REQUEST: contextvars.ContextVar[object | None] = contextvars.ContextVar("lipbatch_sandbox_request",
+                                                                         default=None)
 
 
 @dataclass
@@ -230,10 +242,13 @@ class Lifecycle:
         self.ready_at = ready_at
         self.started_at = started_at
         self.finished_at = finished_at
+        self.polls: list[float] = []  # with ``extra["task_timings"]``: when requests read its state
+        self._polled_by: object | None = None
 
     def phase(self) -> str:
         """'queued' | 'running' | 'finished' at the sandbox's current virtual time."""
         now = self.sandbox.now()
+        self.sandbox.note_poll(self, now)
         if now >= self.finished_at:
             return "finished"
         return "running" if now >= self.started_at else "queued"
@@ -333,6 +348,7 @@ class Sandbox:
         self._credits_used: dict[tuple[str, str], float] = {}
         self._max_active: dict[tuple[str, str], int] = {}
         self._restored: dict[int, Lifecycle] = {}
+        self._timed: OrderedDict[int, Lifecycle] = OrderedDict()  # ``extra["task_timings"]``
         self.files = FileStore()
         self._seen_bodies: dict[str, set[str]] = {}  # kind -> digests of canonical create bodies
         self._fault_counts: Counter[str] = Counter()
@@ -377,13 +393,26 @@ class Sandbox:
         data = {k: dict(v) if isinstance(v, Counter) else v for k, v in self._stats.items()}
         data["credits_used"] = {f"{p}/{a}": used for (p, a), used in self._credits_used.items()}
         data["max_active_tasks"] = {f"{p}/{a}": n for (p, a), n in self._max_active.items()}
+        if self.config.extra.get("task_timings"):
+            data["tasks"] = [{"provider": lc.provider, "account": lc.account, "created": lc.created_at,
+                              "started": lc.started_at, "finished": lc.finished_at, "polls": list(lc.polls)}
+                             for lc in self._timed.values()]
         return data
 
     def record_request(self, provider: str | None, route: str) -> None:
+        _REQUEST.set(object())  # the middleware's call: what the handler reads belongs to this request
         self._stats["requests"] += 1
         if provider:
             self._stats["requests_by_provider"][provider] += 1
         self._stats["requests_by_route"][route] += 1
+
+    def note_poll(self, lifecycle: Lifecycle, now: float) -> None:
+        """A read of ``lifecycle``'s phase at virtual ``now``: one poll per provider request (stats ``tasks``)."""
+        request = _REQUEST.get()
+        if request is None or request is lifecycle._polled_by or self._timed.get(lifecycle.id) is not lifecycle:
+            return
+        lifecycle._polled_by = request
+        lifecycle.polls.append(now)
 
     def record_fault(self, kind: str) -> None:
         self._stats["faults"][kind] += 1
@@ -568,6 +597,10 @@ class Sandbox:
                        started_at=start, finished_at=start + duration, id=self._lifecycle_count)
         tasks.append(lc)
         self._lifecycles[(provider, account)] = tasks
+        if self.config.extra.get("task_timings"):
+            self._timed[lc.id] = lc
+            while len(self._timed) > TASK_TIMINGS_LIMIT:
+                self._timed.popitem(last=False)
         # the active count only rises at creations, so its maximum is reached at one of them
         active = sum(1 for other in tasks if other.finished_at > now)
         key = (provider, account)

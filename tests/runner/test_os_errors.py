@@ -123,14 +123,14 @@ class _FullDisk:
 def test_a_disk_filling_during_a_download_fails_that_job_and_a_rerun_fetches_it_without_paying(
         campaign, monkeypatch):
     victim = campaign.project.output_dir / campaign.project.jobs[1].output
-    real = download._Part.__init__
+    real = download._Part.open
 
-    def open_on_a_full_disk(part, root, dest):
-        real(part, root, dest)
-        if dest == victim:
+    def open_on_a_full_disk(part):
+        real(part)
+        if part.dest == victim and not isinstance(part._file, _FullDisk):
             part._file = _FullDisk(part._file)
 
-    monkeypatch.setattr(download._Part, "__init__", open_on_a_full_disk)
+    monkeypatch.setattr(download._Part, "open", open_on_a_full_disk)
     result, summary = campaign.run()
     assert result.code == EXIT_JOBS_FAILED and summary["done"] == 2 and summary["failed"] == 1
     reason = summary["failures"][campaign.project.jobs[1].output]
@@ -139,7 +139,7 @@ def test_a_disk_filling_during_a_download_fails_that_job_and_a_rerun_fetches_it_
     record = read_state(campaign.project.state_path).jobs[campaign.project.jobs[1].key]
     assert record.status is JobStatus.SUCCEEDED  # paid for; waiting to be fetched
 
-    monkeypatch.setattr(download._Part, "__init__", real)
+    monkeypatch.setattr(download._Part, "open", real)
     again, summary = campaign.run()
     assert again.code == EXIT_OK and summary["done"] == 1 and summary["skipped"] == 2
     assert campaign.harness.stats()["creates_total"] == 3
