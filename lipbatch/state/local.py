@@ -235,7 +235,10 @@ class State:
         return self._redact.scrub_obj(value)
 
     def _append(self, event: dict[str, Any]) -> None:
-        """One line, then the head's acknowledged mark, under one fsync: a journal cut later is detected."""
+        """One line, then the head's acknowledged mark, under one fsync: a journal cut later is detected.
+
+        With ``group_commit``, ``flush`` writes the mark and fsyncs once for every line written since.
+        """
         if self._fd is None:
             raise LipbatchError(f"state {self.path} is closed")
         seq = self._seq + 1
@@ -243,8 +246,8 @@ class State:
         data = line.encode() + b"\n"
         try:
             pwrite_all(self._fd, data, self._journal_size)
-            pwrite_all(self._fd, head_line(self._base, seq), 0)
-            if not self.group_commit:
+            if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
+                pwrite_all(self._fd, head_line(self._base, seq), 0)
                 os.fsync(self._fd)
                 self.syncs += 1
         except OSError as exc:
@@ -285,6 +288,7 @@ class State:
                 if fd is None:
                     raise LipbatchError(f"state {self.path} is closed")
                 try:
+                    pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
                     await trio.to_thread.run_sync(os.fsync, fd)
                 except OSError as exc:
                     raise LipbatchError(f"cannot write state journal {self._journal}: "

@@ -72,3 +72,14 @@ def test_overhead_runs_a_few_jobs_in_process(tmp_path):
     assert result["done"] == 3
     # one shared upload, then per job at least a create, a poll and a download
     assert result["requests"] >= 1 + 3 * 3
+
+
+def test_notice_imports_and_splits_cold_from_learned_jobs():
+    notice = load("notice")  # not in run_all: a served sandbox for ~1 min even with --quick
+    assert callable(notice.main) and notice.__doc__.strip()
+    # one account, one job at a time, 10 s each, every task polled at +4 s and +11 s after its create
+    tasks = [{"account": "a", "created": 11.0 * i, "finished": 11.0 * i + 10.0,
+              "polls": [11.0 * i + 4.0, 11.0 * i + 11.0]} for i in range(7)]
+    rows = notice.per_task(tasks, 10.0)
+    assert [r["learned"] for r in rows] == [False] * 5 + [True] * 2  # created once 5 were noticed
+    assert all(r["lag"] == pytest.approx(0.1) and r["polls"] == 2 for r in rows)
