@@ -267,26 +267,27 @@ class State:
         With ``group_commit`` set, ``update`` writes its line (a killed process keeps it: it is in
         the kernel) but leaves the fsync to ``flush``, which the runner awaits before a create is
         sent (the intent) and before the next request for a job whose task id it recorded (a
-        poll or the download): before anything else happens for that job. Whoever calls while an fsync runs waits for it and, if it did
+        poll or the download): before anything else happens for that job. One caller at a time runs the
+        fsync (after letting runnable jobs write); whoever calls meanwhile waits for it and, if it did
         not cover their change, for the next one: many jobs' changes share one fsync. Only
         changes about money (an intent, a task id) make a flush wait; the others (a result URL,
         DONE, an upload handle) become durable with the next fsync or at close, and losing them
         to a power cut costs a free re-poll, re-download or re-upload, never money.
         """
-        while self._synced < self._critical:
-            if self._syncing is not None:
+        target = self._critical  # this caller's money changes, not those written after it asked
+        while self._synced < target:
+            if self._syncing is not None:  # an fsync is under way: wait for it, then look again
                 await self._syncing.wait()
                 continue
-            for _ in range(_GATHER_ROUNDS):  # let other runnable jobs write first: one fsync for all
-                await trio.lowlevel.checkpoint()
-            if self._syncing is not None or self._synced >= self._critical:
-                continue
-            target, done = self._written, trio.Event()
+            done = trio.Event()
             self._syncing = done
             try:
+                for _ in range(_GATHER_ROUNDS):  # let other runnable jobs write first: one fsync for all
+                    await trio.lowlevel.checkpoint()
                 fd = self._fd
                 if fd is None:
                     raise LipbatchError(f"state {self.path} is closed")
+                covered = self._written
                 try:
                     pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
                     await trio.to_thread.run_sync(os.fsync, fd)
@@ -294,7 +295,7 @@ class State:
                     raise LipbatchError(f"cannot write state journal {self._journal}: "
                                         f"{exc.strerror or exc}") from exc
                 self.syncs += 1
-                self._synced = max(self._synced, target)
+                self._synced = max(self._synced, covered)
             finally:
                 self._syncing = None
                 done.set()
