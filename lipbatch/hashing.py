@@ -91,10 +91,13 @@ class HashCache:
         entries = data.get("files")
         return entries if isinstance(entries, dict) else {}
 
-    def _entry(self, path: Path) -> tuple[dict[str, Any], os.stat_result]:
-        """The cache entry for ``path``'s current (size, mtime_ns); a fresh one if it changed."""
+    def _entry(self, path: Path, st: os.stat_result | None = None) -> tuple[dict[str, Any], os.stat_result]:
+        """The cache entry for ``path``'s current (size, mtime_ns); a fresh one if it changed.
+
+        ``st``: the caller's fresh ``stat`` of ``path`` (one system call less per file).
+        """
         key = str(path)
-        st = path.stat()
+        st = st if st is not None else path.stat()
         entry = self._used.get(key) or self._stored.get(key)
         if not (
             isinstance(entry, dict)
@@ -113,9 +116,9 @@ class HashCache:
         now = path.stat()
         return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
 
-    def sha256(self, path: Path) -> tuple[str, int]:
+    def sha256(self, path: Path, st: os.stat_result | None = None) -> tuple[str, int]:
         """(hex digest, size in bytes) of ``path``; reads the file only when it changed."""
-        entry, st = self._entry(path)
+        entry, st = self._entry(path, st)
         digest = entry.get("sha256")
         if not isinstance(digest, str):
             digest = self._reader(path)

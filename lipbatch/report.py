@@ -25,7 +25,7 @@ from lipbatch.engine.options import Event, Pending, RunSummary
 from lipbatch.pricing import UNITS, dollars, plain, usd
 from lipbatch.progress import describe
 
-QUIET = ("account", "job_progress")
+QUIET = ("account", "job_progress", "job_skipped")  # skipped jobs: counted in run_started
 OUTCOME_NAMES = {
     "done": "done", "skipped": "already done", "failed": "failed", "unknown": "unknown",
     "in_flight": "in flight (paid, will be collected on rerun)", "not_run": "not submitted",

@@ -37,9 +37,13 @@ class Outputs:
         self.dir = output_dir
         self.state = state
         self.hashes = hashes
+        self._paths: dict[str, Path] = {}
 
     def path(self, output: str) -> Path:
-        return self.dir / output
+        path = self._paths.get(output)
+        if path is None:
+            path = self._paths[output] = self.dir / output
+        return path
 
     # -- ownership
 
@@ -68,9 +72,10 @@ class Outputs:
         """The file holds the record's take (re-read only when its size or mtime changed)."""
         path = self.path(output)
         try:
-            if record.output_size is not None and path.stat().st_size != record.output_size:
+            st = path.stat()
+            if record.output_size is not None and st.st_size != record.output_size:
                 return False
-            return self.hashes.sha256(path)[0] == record.output_sha256
+            return self.hashes.sha256(path, st)[0] == record.output_sha256
         except OSError:
             return False
 

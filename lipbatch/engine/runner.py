@@ -298,7 +298,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             return self._new_take(job, "endpoint")
         if record is None:
             return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
-        job = dataclasses.replace(job, take=record.take)
+        if job.take != record.take:
+            job = dataclasses.replace(job, take=record.take)
         if (record.status is JobStatus.SUCCEEDED and record.output_sha256
                 and all(self.outputs.holds(out, record) for out in job.outputs)):
             # killed between placing the verified result and recording DONE: the file is that result
