@@ -15,6 +15,7 @@ shown as "worker-thread CPU" instead.
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import tempfile
 import time
@@ -62,17 +63,29 @@ def measure(jobs: int, root: Path, *, profile: bool = False) -> dict[str, Any]:
     async def main() -> Any:
         return await run_project(project, OPTIONS, transport=httpx.ASGITransport(app=app), environ={})
 
+    fsyncs = 0
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:  # journal group commits, result files, folders: all of them
+        nonlocal fsyncs
+        fsyncs += 1
+        real_fsync(fd)
+
+    os.fsync = counting_fsync
     cpu, thread_cpu, start = time.process_time(), time.thread_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    summary = trio.run(main)
-    if profiler:
-        profiler.disable()
+    try:
+        summary = trio.run(main)
+    finally:
+        if profiler:
+            profiler.disable()
+        os.fsync = real_fsync
     wall = time.perf_counter() - start
     require_all_done(summary, "overhead")
     result = {"jobs": jobs, "wall": wall, "jobs_per_s": jobs / wall, "cpu": time.process_time() - cpu,
               "worker_cpu": (time.process_time() - cpu) - (time.thread_time() - thread_cpu),
-              "requests": app.state.sandbox.stats()["requests"], "done": summary.done}
+              "requests": app.state.sandbox.stats()["requests"], "done": summary.done, "fsyncs": fsyncs}
     if profiler:
         result["stats"] = pstats.Stats(profiler)
     return result
@@ -108,10 +121,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp:
         plain = measure(jobs, Path(tmp))
         profiled = measure(jobs, Path(tmp), profile=True)
-    rows = [[label, r["jobs"], r["wall"], r["jobs_per_s"], r["cpu"], r["worker_cpu"], r["requests"] / r["jobs"]]
-            for label, r in (("plain", plain), ("cProfile", profiled))]
+    rows = [[label, r["jobs"], r["wall"], r["jobs_per_s"], r["cpu"], r["worker_cpu"], r["requests"] / r["jobs"],
+             r["fsyncs"] / r["jobs"]] for label, r in (("plain", plain), ("cProfile", profiled))]
     print(f"runway-lipsync, in-process sandbox (ASGITransport), 0 s jobs, cap {CAP}")
-    print(table(["run", "jobs", "wall s", "jobs/s", "CPU s", "worker-thread CPU s", "requests/job"], rows))
+    print(table(["run", "jobs", "wall s", "jobs/s", "CPU s", "worker-thread CPU s", "requests/job", "fsyncs/job"],
+                rows))
     stats = profiled["stats"]
     print(profile_tables(stats, sum(v[2] for v in stats.stats.values())))  # type: ignore[attr-defined]
     print(f"runner overhead: {plain['jobs_per_s']:.0f} jobs/s through the whole pipeline "

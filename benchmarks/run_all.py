@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import parser, table
 
-BENCHMARKS = ("slots", "naive", "requests", "rerun", "overhead", "download")
+BENCHMARKS = ("slots", "naive", "requests", "rerun", "overhead", "download", "notice")
 HERE = Path(__file__).resolve().parent
 LIMIT = 30 * 60  # seconds per benchmark: the full sizes take a few minutes at most
 

@@ -173,6 +173,9 @@ def _forget_flags(body: Any) -> dict[str, Any]:
     return flags | {"provider": provider}
 
 
+_WHOLE_BODY = 1 << 20  # files up to this size are served in one body, larger ones streamed
+
+
 def _file_route(sandbox: Sandbox) -> BaseRoute:
     async def serve_file(request: Request) -> Response:
         provider = request.path_params["provider"]
@@ -197,6 +200,9 @@ def _file_route(sandbox: Sandbox) -> BaseRoute:
         sandbox.record_download()
         if request.method == "HEAD":
             return Response(b"", status_code=status, headers=headers)
+
+        if end - start <= _WHOLE_BODY:  # a typical result: one body, no streaming machinery
+            return Response(b"".join(entry.chunks(start, end)), status_code=status, headers=headers)
 
         async def body():
             for chunk in entry.chunks(start, end):
