@@ -175,13 +175,16 @@ class _Part:
 
     async def publish(self) -> None:
         def rename() -> None:
+            assert self._folder is not None
             with confined.writing(self.dest):
                 confined.publish(self._folder, self.name, self.dest.name)
+            folder, self._folder = self._folder, None  # placed: nothing left for ``discard``
+            os.close(folder)
 
         await trio.to_thread.run_sync(rename)
 
     def discard(self) -> None:
-        """Close and remove the temp file (after a publish its name no longer exists)."""
+        """Close and remove the temp file, unless it was published."""
         if self._folder is None:
             return
         if self._file is not None:
