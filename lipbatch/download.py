@@ -233,7 +233,8 @@ async def download(
     part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size)
     def open_part() -> None:
         if prepare is not None:
-            prepare()
+            with confined.writing(dest):  # e.g. the folder vanished: this job's write error, not the run's
+                prepare()
         part.open()  # a folder that cannot take the result: refused before fetching
 
     await trio.to_thread.run_sync(open_part)

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-NAMES = ("slots", "naive", "requests", "rerun", "overhead", "download", "run_all")
+NAMES = ("slots", "naive", "requests", "rerun", "overhead", "download", "notice", "run_all")
 
 
 def load(name: str) -> ModuleType:
