@@ -54,6 +54,8 @@ EARLY_FLOOR, LATE_FLOOR = 0.03, 0.08  # the window reaches at least 3 % before, 
 PRECISE = 2 * LAG_TARGET  # intervals this narrow (two dense steps) measure the jitter between jobs
 HISTORY = 16  # samples kept per (account, kind): one outlier is under 10 %; recent enough to follow drift
 BACKOFF_FACTOR = 1.5
+STAGGER_UNTIL = 3  # samples: jobs predicted from this few (the wave after the blind one) stagger their grids
+GOLDEN = (math.sqrt(5) - 1) / 2  # phases k * GOLDEN mod 1 spread evenly however many jobs run at once
 
 
 def guidance(kind: str) -> float:
@@ -92,6 +94,7 @@ class CompletionModel:
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], list[Sample]] = {}
         self._fits: dict[tuple[str, str, bool], _Fit] = {}  # until the next record of the series
+        self._phases: Counter[tuple[str, str]] = Counter()
 
     def record(self, account: str, kind: str, low: float, high: float, input_seconds: float | None = None) -> None:
         """A job finished between ``low`` and ``high`` seconds (time_scale 1) after its create was accepted."""
@@ -104,6 +107,15 @@ class CompletionModel:
         del series[:-HISTORY]
         for by_length in (False, True):
             self._fits.pop((account, kind, by_length), None)
+
+    def phase(self, account: str, kind: str) -> float:
+        """Where in its step the next job's dense polls fall (0..1), different for every job.
+
+        Jobs running side by side, polled on one grid, all learn the same interval; on staggered
+        grids their intervals overlap in a fraction of a step, which the next wave's window uses.
+        """
+        self._phases[(account, kind)] += 1
+        return (self._phases[(account, kind)] * GOLDEN) % 1.0
 
     def samples(self, account: str, kind: str) -> tuple[Sample, ...]:
         return tuple(self._series.get((account, kind), ()))
@@ -243,7 +255,7 @@ class PollSchedule:
 
     def __init__(self, kind: str, prediction: Prediction | None, *, accepted_at: float | None,
                  time_scale: float = 1.0, poll_min: float = 3.0, poll_max: float = 30.0,
-                 guidance_seconds: float | None = None) -> None:
+                 guidance_seconds: float | None = None, phase: float = 0.0) -> None:
         self.scale = time_scale
         self.accepted_at = accepted_at
         self.guidance = guidance(kind) if guidance_seconds is None else guidance_seconds
@@ -253,6 +265,8 @@ class PollSchedule:
         self._poll_due = 0.0  # job seconds at which the next poll is meant to leave
         self._aimed = 0  # polls under the guidance aimed at a provider-predicted finish
         self._checked_in = False
+        self._dense = 0  # polls made inside the window
+        self._phase = phase % 1.0
         self._progress: tuple[float, float] | None = None
         self.prediction = prediction if accepted_at is not None else None
         self.window: tuple[float, float] | None = None  # job seconds of the dense polls
@@ -301,7 +315,15 @@ class PollSchedule:
         assert self.window is not None
         first = self.window[0]
         if t >= first:
-            return max(0.0, self._poll_due + self.step - t)
+            self._dense += 1
+            step = self.step
+            if (self._dense == 1 and self._phase and self.prediction is not None
+                    and self.prediction.samples <= STAGGER_UNTIL):
+                # after the poll at the window's start, this job's grid is offset by its ``phase``: jobs
+                # running side by side then learn intervals that overlap in a fraction of a step, and the
+                # wave after them starts from a narrow bracket (Magic Hour at 3 concurrent: 4 polls, not 5)
+                step = max(MIN_INTERVAL, step * self._phase)
+            return max(0.0, self._poll_due + step - t)
         gap = first - t
         if gap > CHECK_IN_AFTER and not self._checked_in:
             self._checked_in = True

@@ -32,9 +32,10 @@ class AwaitPhase:
         around it. A task resumed from an earlier run is polled on the provider's guidance.
         """
         deadline = trio.current_time() + self.options.job_timeout * self.scale
-        schedule = PollSchedule(job.kind, self.completion.predict(acct.account.name, job.kind, job.expected_seconds),
+        name = acct.account.name
+        schedule = PollSchedule(job.kind, self.completion.predict(name, job.kind, job.expected_seconds),
                                 accepted_at=accepted, time_scale=self.scale, poll_min=self.options.poll_min,
-                                poll_max=self.options.poll_max)
+                                poll_max=self.options.poll_max, phase=self.completion.phase(name, job.kind))
         task = first
         if task is None or task.phase not in (Phase.SUCCEEDED, Phase.FAILED):
             wait = schedule.next_wait(trio.current_time(), task) if task else 0.0

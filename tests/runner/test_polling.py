@@ -50,8 +50,8 @@ def run_waves(model: CompletionModel, durations: list[float], concurrency: int, 
     results = []
     for first in range(0, len(durations), concurrency):
         wave = range(first, min(first + concurrency, len(durations)))
-        schedules = [PollSchedule(kind, model.predict("acct", kind, lengths[i] if lengths else None), accepted_at=0.0)
-                     for i in wave]
+        schedules = [PollSchedule(kind, model.predict("acct", kind, lengths[i] if lengths else None), accepted_at=0.0,
+                                  phase=model.phase("acct", kind)) for i in wave]
         for i, schedule in zip(wave, schedules, strict=True):
             polls, seen, _ = poll_until(schedule, durations[i])
             low, high = schedule.finished(seen)
@@ -110,8 +110,8 @@ def test_a_20_s_job_after_five_finished_is_noticed_within_3_percent_in_at_most_4
     durations = [20.0 * (1 + rng.uniform(-0.01, 0.01)) for _ in range(30)]
     results = run_waves(model, durations, 3)
     assert results[0][1] == pytest.approx(23.75 - durations[0])  # the first wave is blind
-    later = results[9:]  # three equal jobs per wave: from the fourth wave on (see the property test)
-    assert max(lag / d for (_, lag), d in zip(later, durations[9:], strict=True)) <= 0.03
+    later = results[6:]  # the third wave: the first that starts after 5 jobs finished
+    assert max(lag / d for (_, lag), d in zip(later, durations[6:], strict=True)) <= 0.03
     assert max(polls for polls, _ in later) <= 4
     assert sum(polls for polls, _ in later) / len(later) < 3
 
@@ -122,13 +122,14 @@ def test_a_20_s_job_after_five_finished_is_noticed_within_3_percent_in_at_most_4
      ("aimlapi-pixverse-lipsync", 1), ("aimlapi-pixverse-lipsync", 2)]), seed=st.integers(0, 2**16))
 def test_once_five_jobs_finished_lag_is_within_3_percent_and_polls_at_most_4(seconds, jitter, kind_concurrency, seed):
     """PixVerse at concurrency 3 is left out: its 15 s cadence makes the blind wave's bracket so wide
-    (15..37.5 s for a 20 s job) that three equal jobs per wave need a third wave to settle."""
+    (15..37.5 s for a 20 s job) that a few jobs of the third wave need a 5th poll (4 in 54,000
+    simulated). The second wave's staggered grids (``CompletionModel.phase``) are what let Magic
+    Hour's third wave at concurrency 3 meet the goal (without them 165 of 16,200 simulated jobs took 5 polls)."""
     kind, concurrency = kind_concurrency
     rng = random.Random(seed)
     durations = [seconds * (1 + rng.uniform(-jitter, jitter)) for _ in range(8 * concurrency)]
     results = run_waves(CompletionModel(), durations, concurrency, kind=kind)
-    # the first wave that starts after 5 jobs finished; at concurrency 3 one wave later (see the report)
-    settled = 9 if concurrency == 3 else -(-5 // concurrency) * concurrency
+    settled = -(-5 // concurrency) * concurrency  # the first wave that starts after 5 jobs finished
     for (polls, lag), duration in zip(results[settled:], durations[settled:], strict=True):
         assert 0 <= lag <= 0.03 * duration
         assert polls <= 4
@@ -239,6 +240,29 @@ def test_record_rejects_an_empty_or_reversed_interval():
         CompletionModel().record("a", KIND, 5.0, 5.0)
     with pytest.raises(ValueError):
         CompletionModel().record("a", KIND, -1.0, 5.0)
+
+
+def test_jobs_side_by_side_get_staggered_phases():
+    model = CompletionModel()
+    phases = [model.phase("acct", KIND) for _ in range(3)]
+    assert len({round(p, 6) for p in phases}) == 3 and all(0 <= p < 1 for p in phases)
+    ordered = sorted(phases)
+    gaps = [b - a for a, b in zip(ordered, [*ordered[1:], ordered[0] + 1], strict=True)]
+    assert min(gaps) > 0.2  # spread around the step, not bunched
+    assert model.phase("other", KIND) == phases[0]  # each account has its own sequence
+
+
+def test_without_phases_three_jobs_side_by_side_learn_one_interval_and_the_third_wave_polls_more():
+    """The reason for phases: the same 20 s jobs on one grid (phase 0) need a 5th poll in the third wave."""
+    durations = [20.0] * 9
+    staggered = run_waves(CompletionModel(), durations, 3)[6:]
+
+    class OneGrid(CompletionModel):
+        def phase(self, account: str, kind: str) -> float:
+            return 0.0
+
+    aligned = run_waves(OneGrid(), durations, 3)[6:]
+    assert max(polls for polls, _ in staggered) <= 4 < max(polls for polls, _ in aligned)
 
 
 def test_an_outlier_job_does_not_move_the_window():
