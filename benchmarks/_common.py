@@ -103,7 +103,7 @@ def write_manifest(directory: Path, media: Media, jobs: int, *, kind: str = "run
                 scripts[script] = {"lines": {"en": line}}
             else:
                 scripts[script] = {"voice": "narrator",
-                                   "lines": {"en": f"Line {i} of account {name} is spoken here."}}
+                                   "lines": {"en": f"Line {i:05d} of account {name} is spoken here."}}
             own.append(script)
         job_entries.append({"provider": name, "clips": ["face"], "scripts": own, "languages": ["en"],
                             "output": "{provider}/{script}.{lang}.mp4"})

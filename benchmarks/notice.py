@@ -26,9 +26,10 @@ blurs the intervals the model learns from. N = 15 jobs (quick 9).
 
 Durations are exactly T: the emulators schedule every task ``job_seconds`` long whatever its input
 and the sandbox has no jitter knob (jitter is covered on a virtual clock by
-``tests/runner/test_polling.py``). The runner's model, though, scales a prediction by the job's
-expected input seconds: Magic Hour's recorded lines all last 1 s, but AI/ML's text lines estimate
-2.5 s up to line 9 and 2.6 s from line 10 ("Line 10 ..." is longer), a 4 % later prediction.
+``tests/runner/test_polling.py``). The runner's model scales a prediction by the job's expected
+input seconds, so every line has the same length here (``_common.write_manifest`` numbers them
+``Line 00010``): with "Line 9" and "Line 10" the emulator's fixed durations met predictions 4 %
+apart, a mismatch of the emulator (a real provider's time grows with the input), not of polling.
 """
 
 from __future__ import annotations
