@@ -61,7 +61,7 @@ from lipbatch.model import Job, Project
 from lipbatch.plan import video_fps
 from lipbatch.polling import load_completion_times, save_completion_times
 from lipbatch.pricing import estimate
-from lipbatch.report import RunLog, log_path, spend_report, summary_lines
+from lipbatch.report import QUIET, RunLog, log_path, spend_report, summary_lines
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
 
 _REPOLL_KINDS = ("timeout", "transient")
@@ -129,6 +129,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
 
     def emit(self, type: str, job: Job | None = None, *, account: str | None = None, message: str | None = None,
              **data: Any) -> None:
+        if self.sink is None and (self.log is None or type in QUIET):
+            return  # nobody reads it
         scrub = self.state.scrub  # provider messages may echo a credential: events reach logs and --json
         data = self.state.scrub_obj(data)
         event = Event(type, job=job.key if job else None, account=account or (job.account if job else None),
@@ -143,6 +145,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             self.sink = None
 
     def emit_account(self, acct: AccountRun) -> None:
+        if self.sink is None:  # the log leaves account events out: nothing to compute
+            return
         name = acct.account.name
         spent = self.ledger.account(name)
         this_run = spent - self.ledger.start.get(name, spent)
