@@ -97,3 +97,28 @@ def publish(folder: int, temp: str, name: str) -> None:
     os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
     with contextlib.suppress(OSError):
         os.fsync(folder)
+
+
+def move(root: Path, source: Path, dest: Path) -> None:
+    """Rename ``source`` onto ``dest``, both below ``root``, through folders opened as for writing."""
+    src = open_folder(root, source)
+    try:
+        dst = open_folder(root, dest)
+        try:
+            with writing(dest):
+                os.replace(source.name, dest.name, src_dir_fd=src, dst_dir_fd=dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def remove(root: Path, path: Path) -> None:
+    """Unlink ``path`` (below ``root``) without following a link in the folders on the way."""
+    folder = open_folder(root, path)
+    try:
+        with writing(path):
+            os.unlink(path.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+

@@ -115,12 +115,11 @@ class Outputs:
         for take in self.state.takes_of(output):
             if take.sha256 == sha and take.kept:
                 kept = self.path(take.kept)
-                if not kept.exists():
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, kept)
+                if not kept.exists():  # never through a symlinked folder below the output folder
+                    confined.move(self.dir, path, kept)
                     self.hashes.remember(kept, sha)
                 else:
-                    path.unlink()
+                    confined.remove(self.dir, path)
                 return True
         current = self.state.job(key)
         if current is not None and current.output_sha256 == sha:

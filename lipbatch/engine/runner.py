@@ -321,9 +321,9 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         if verified:
             source = self.outputs.path(verified[0])
             for name in missing:
-                if not self.outputs.make_room(name, job.key, force=self.options.force):
-                    return _Plan("blocked", job, reason=self._foreign_reason(name))
                 try:
+                    if not self.outputs.make_room(name, job.key, force=self.options.force):
+                        return _Plan("blocked", job, reason=self._foreign_reason(name))
                     copy_file(source, self.outputs.path(name), root=self.outputs.dir)
                 except OutputWriteError as exc:
                     return _Plan("blocked", job, reason=str(exc))

@@ -85,6 +85,19 @@ async def test_redo_makes_exactly_one_new_take_and_keeps_the_old(kind, tmp_path,
     assert h.stats()["creates_total"] == len(project.jobs) + 1
 
 
+async def test_an_old_take_is_never_moved_through_a_symlinked_takes_folder(tmp_path, media, run_cli):
+    case, h, project = await _finished("creatify-lipsync", tmp_path, media)
+    target = project.jobs[0]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (project.output_dir / "takes").symlink_to(outside, target_is_directory=True)
+    assert run_cli("redo", str(case.manifest), "--sandbox", f"key={target.key[:10]}").code == EXIT_OK
+    summary = await h.run(project, environ=case.env)
+    assert summary.failed == 1 and "symbolic link" in summary.failures[target.output]
+    assert list(outside.rglob("*")) == []  # nothing written or moved outside the output folder
+    assert (project.output_dir / target.output).is_file()  # the old take stays where it was
+
+
 async def test_a_changed_request_keeps_the_old_file_as_a_take(tmp_path):
     media = Media(tmp_path / "media")  # private: this test re-records one of its files
     case = write_manifest("magichour-lipsync", tmp_path, media, jobs=2)
