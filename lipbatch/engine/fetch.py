@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import trio
 
 from lipbatch import download as dl
@@ -69,8 +70,10 @@ class FetchPhase:
                 self.emit("job_url_expired", job, message=str(exc))
                 continue
             except TransientError as exc:  # CorruptDownloadError included
+                host = httpx.URL(url).host or "?"
                 last, url = exc, None
-                self.emit("job_retry", job, message=f"download: {exc}")
+                self.emit("job_retry", job, message=f"download: {exc}", host=host, delay=0.0,
+                          next_attempt=round(time.time(), 3))  # at once, from a freshly polled URL
                 continue
             except PermanentError as exc:
                 last, url = exc, None

@@ -105,3 +105,20 @@ async def test_a_name_that_does_not_resolve_stops_only_its_account(tmp_path, med
     assert stopped[0].message.startswith(f"cannot reach {NOWHERE}: ")
     waits = [e for e in events if e.type == "job_retry" and e.account == "creatify"]
     assert waits and all(e.data["host"] == NOWHERE for e in waits)
+
+
+async def test_download_retries_name_the_host_of_the_result(tmp_path, media):
+    from harness import Harness
+    from kinds import write_manifest
+
+    from lipbatch.progress import describe
+
+    case = write_manifest("creatify-lipsync", tmp_path, media, jobs=1)
+    h = Harness(rate_truncate=1.0)  # every result download is cut short
+    project = h.project(case.manifest)
+    summary = await h.run(project, environ=case.env)
+    assert summary.done == 0
+    waits = [e for e in h.events if e.type == "job_retry" and "download" in (e.message or "")]
+    assert waits and all(e.data["host"] for e in waits)
+    line = describe(waits[0])
+    assert line is not None and f"{waits[0].data['host']}: download:" in line and "next attempt in 0.0s" in line
