@@ -12,12 +12,14 @@ from functools import partial
 import pytest
 import trio
 import yaml
-from harness import FAST_SANDBOX, fast_options
+from harness import FAST_SANDBOX, Harness, fast_options
+from kinds import write_manifest
 from spendkit import creatify_manifest, magichour_manifest
 
 from lipbatch.campaign import load_campaign
 from lipbatch.engine.accounts import point_at_sandbox
 from lipbatch.errors import EXIT_JOBS_FAILED
+from lipbatch.progress import describe
 from lipbatch.report import summary_lines
 from lipbatch.runner import run_project
 from lipbatch.sandbox.app import build_app
@@ -108,11 +110,6 @@ async def test_a_name_that_does_not_resolve_stops_only_its_account(tmp_path, med
 
 
 async def test_download_retries_name_the_host_of_the_result(tmp_path, media):
-    from harness import Harness
-    from kinds import write_manifest
-
-    from lipbatch.progress import describe
-
     case = write_manifest("creatify-lipsync", tmp_path, media, jobs=1)
     h = Harness(rate_truncate=1.0)  # every result download is cut short
     project = h.project(case.manifest)
