@@ -33,9 +33,11 @@ class AwaitPhase:
         """
         deadline = trio.current_time() + self.options.job_timeout * self.scale
         name = acct.account.name
+        # staggered grids teach the next wave; with no job waiting for a slot there is none to teach
+        phase = self.completion.phase(name, job.kind) if acct.limiter.waiting else 0.0
         schedule = PollSchedule(job.kind, self.completion.predict(name, job.kind, job.expected_seconds),
                                 accepted_at=accepted, time_scale=self.scale, poll_min=self.options.poll_min,
-                                poll_max=self.options.poll_max, phase=self.completion.phase(name, job.kind))
+                                poll_max=self.options.poll_max, phase=phase)
         task = first
         if task is None or task.phase not in (Phase.SUCCEEDED, Phase.FAILED):
             wait = schedule.next_wait(trio.current_time(), task) if task else 0.0
