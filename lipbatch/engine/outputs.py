@@ -21,13 +21,19 @@ import os
 import secrets as _secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import trio
 
 from lipbatch import confined
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job
 from lipbatch.paths import take_path
 from lipbatch.state import JobRecord, JobStatus, State, TakeRecord
+
+_T = TypeVar("_T")
 
 
 class Outputs:
@@ -102,29 +108,46 @@ class Outputs:
     def make_room(self, output: str, key: str, *, force: bool) -> bool:
         """Before a new take is written at ``output``: move lipbatch's old take aside.
 
-        Returns False when a file lipbatch did not write is there (and not ``force``).
+        Returns False when a file lipbatch did not write is there (and not ``force``). Called in a
+        worker thread (it reads and moves files); what it records goes through the trio thread,
+        which owns the state.
         """
         path = self.path(output)
         sha = self.sha(path)
         if sha is None:
             return True
+        verdict, kept = _on_loop(lambda: self._claim(output, key, sha, force))
+        if verdict == "take":
+            assert kept is not None
+            if not kept.exists():  # never through a symlinked folder below the output folder
+                confined.move(self.dir, path, kept)
+                self.hashes.remember(kept, sha)
+            else:
+                confined.remove(self.dir, path)
+        return verdict != "foreign"
+
+    def _claim(self, output: str, key: str, sha: str, force: bool) -> tuple[str, Path | None]:
+        """What the file at ``output`` (bytes ``sha``) is, recording a superseded take: "take" (move it to
+        the returned path), "ours" (overwrite it) or "foreign"."""
         for record in self.owners(output):
             if record.key != key and record.output_sha256 == sha:
                 self.archive(record, "changed", [output])
                 self.state.update(record.key, outputs=[o for o in record.outputs if o != output])
         for take in self.state.takes_of(output):
             if take.sha256 == sha and take.kept:
-                kept = self.path(take.kept)
-                if not kept.exists():  # never through a symlinked folder below the output folder
-                    confined.move(self.dir, path, kept)
-                    self.hashes.remember(kept, sha)
-                else:
-                    confined.remove(self.dir, path)
-                return True
+                return "take", self.path(take.kept)
         current = self.state.job(key)
-        if current is not None and current.output_sha256 == sha:
-            return True
-        return force
+        ours = force or (current is not None and current.output_sha256 == sha)
+        return ("ours" if ours else "foreign"), None
+
+
+def _on_loop(fn: Callable[[], _T]) -> _T:
+    """Run ``fn`` on the trio thread: directly when called there, else through ``trio.from_thread``."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:  # a worker thread of trio.to_thread
+        return trio.from_thread.run_sync(fn)
+    return fn()
 
 
 def remove_partial_files(folder: Path) -> None:

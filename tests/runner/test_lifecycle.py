@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from harness import Harness, assert_all_done, fast_options
@@ -12,7 +13,7 @@ from lipbatch.errors import EXIT_INVALID, EXIT_JOBS_FAILED, EXIT_OK
 from lipbatch.hashing import file_sha256
 from lipbatch.paths import take_path
 from lipbatch.runner import point_at_sandbox
-from lipbatch.state import JobStatus, read_state
+from lipbatch.state import JobStatus, State, read_state
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +119,31 @@ async def test_a_changed_request_keeps_the_old_file_as_a_take(tmp_path):
     new_job = next(j for j in again.jobs if j.output == changed_job.output)
     assert loaded.jobs[new_job.key].take == 2
     assert changed_job.output not in loaded.jobs[changed_job.key].outputs
+
+
+async def test_a_superseded_take_is_recorded_on_the_trio_thread_while_other_jobs_write(tmp_path, monkeypatch):
+    """The state is not thread-safe: a take moved aside during a download (a worker thread) is
+    recorded through the trio thread, never beside other jobs' writes from another thread."""
+    media = Media(tmp_path / "media")
+    case = write_manifest("magichour-lipsync", tmp_path, media, jobs=4)
+    h = Harness()
+    await h.run(h.project(case.manifest), environ=case.env)
+    for pitch, job in zip((611.0, 733.0), h.project(case.manifest).jobs[:2], strict=False):
+        mediagen.make_wav(job.inputs["audio"].path, 2.0, pitch=pitch)  # re-recorded: new keys, same outputs
+    writers: list[str] = []
+    real = State._append
+
+    def append(self, event):
+        writers.append(threading.current_thread().name)
+        return real(self, event)
+
+    monkeypatch.setattr(State, "_append", append)
+    again = h.project(case.manifest)
+    summary = await h.run(again, environ=case.env)
+    assert summary.done == 2
+    loaded = read_state(again.state_path)
+    assert sorted(t.reason for t in loaded.takes) == ["changed", "changed"]
+    assert writers and set(writers) == {threading.main_thread().name}
 
 
 async def test_a_hand_placed_file_is_never_overwritten_and_nothing_is_paid(tmp_path, media, run_cli):
