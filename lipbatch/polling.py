@@ -9,7 +9,9 @@ plausible finish, then densely through a short window around the prediction.
 What a finished job teaches is an *interval*: the task was still unfinished ``low`` seconds after
 its create was accepted and finished by ``high`` (the poll that saw it). The first, blind jobs give
 wide intervals; the model locates the duration where most intervals overlap (for a fixed duration,
-their intersection), so each window's dense polls narrow the next job's interval.
+their intersection), so each window's dense polls narrow the next job's interval. Jobs running side
+by side in the wave after the blind one offset their grids (``CompletionModel.phase``, while more jobs
+wait for a slot), so their intervals intersect in a fraction of a step instead of all being the same.
 
 Times: the model, the table and the constants are seconds at ``time_scale`` 1 (like ``RunOptions``);
 ``PollSchedule`` reads the runner's clock (``trio.current_time()``) and returns real seconds, so the
