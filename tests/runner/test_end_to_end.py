@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -307,33 +308,57 @@ async def test_rerun_reads_no_output_bytes_unless_a_file_changed(tmp_path, media
 
 @pytest.mark.anyio
 async def test_group_commit_shares_fsyncs_and_records_before_every_request(tmp_path, media, harness, monkeypatch):
-    """Journal fsyncs per job stay under 1.5 with concurrency, and no create is sent while a state
-    change before it is unsynced."""
+    """Journal fsyncs per job stay under 1.5 with concurrency, and no create is sent before that job's
+    intent is synced (other jobs' newer changes may still wait for the next shared fsync)."""
     from lipbatch.state import local
 
     case = write_manifest("creatify-lipsync", tmp_path, media, jobs=12, concurrency=6)
     opened = []
     real_open = local.State.open.__func__
+    real_update = local.State.update
+    intent_at: dict[str, int] = {}  # job key -> the journal append its flush must cover
 
     def spy(cls, *args, **kwargs):
         state = real_open(cls, *args, **kwargs)
         opened.append(state)
         return state
 
+    def update(self, key, **fields):
+        before = self._critical
+        record = real_update(self, key, **fields)
+        if self._critical != before:
+            intent_at[key] = self._critical
+        return record
+
     monkeypatch.setattr(local.State, "open", classmethod(spy))
+    monkeypatch.setattr(local.State, "update", update)
     h = harness()
     project = h.project(case.manifest)
     unsynced_at_send = []
     app = h.app
 
     async def checking_app(scope, receive, send):
-        if scope["type"] == "http" and opened and scope["method"] == "POST" and "lipsyncs" in scope["path"]:
-            unsynced_at_send.append(max(0, opened[0]._critical - opened[0]._synced))
-        await app(scope, receive, send)
+        if not (scope["type"] == "http" and opened and scope["method"] == "POST" and "lipsyncs" in scope["path"]):
+            await app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        key = json.loads(body)["name"]  # Creatify's body names the job (its reference: the key, take 1)
+        unsynced_at_send.append(max(0, intent_at[key] - opened[0]._synced))
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await app(scope, replay, send)
 
     h.app = checking_app
     summary = await h.run(project, environ=case.env)
     assert summary.done == 12
     state = opened[0]
-    assert state.group_commit and unsynced_at_send and max(unsynced_at_send) == 0
+    assert state.group_commit and len(unsynced_at_send) == 12 and max(unsynced_at_send) == 0
     assert state.syncs / 12 <= 1.5, state.syncs  # 2 per job without group commit
