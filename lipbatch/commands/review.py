@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
+from lipbatch.commands.argtypes import port
 from lipbatch.errors import EXIT_OK, UsageError
 from lipbatch.review.decisions import APPROVED, REJECTED, decisions_path
 from lipbatch.review.judging import Verdict, decide
@@ -26,13 +27,6 @@ from lipbatch.review.server import ReviewApp, serve_review
 from lipbatch.selectors import parse_selectors, select_or_fail
 
 HELP = "write a review page of every take; approve or reject takes (decisions kept beside the manifest)"
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError("must be 0..65535 (0: a free port)")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action.add_argument("--reject", nargs="+", metavar="SELECTOR",
                         help="reject the current take of the matching jobs (needs --note): the next run redoes them")
     parser.add_argument("--note", default="", help="why (required with --reject)")
-    parser.add_argument("--port", type=_port, default=0, help="port for --serve (default: a free one)")
+    parser.add_argument("--port", type=port, default=0, help="port for --serve (default: a free one)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ import trio
 
 from lipbatch.budget import unknown_cost_refusals
 from lipbatch.campaign import load_campaign, world_path
+from lipbatch.commands.argtypes import positive
 from lipbatch.errors import UsageError
 from lipbatch.manifest import did_you_mean
 from lipbatch.model import Project
@@ -43,13 +44,6 @@ from lipbatch.selectors import parse_selectors, select_or_fail
 from lipbatch.state.backend import STATE_OPTION_HELP, state_url
 
 HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--sandbox", action="store_true",
                         help="run against the built-in emulators on loopback (no credits, no keys)")
     target.add_argument("--sandbox-url", metavar="URL", help="run against a running `lipbatch sandbox` at URL")
-    parser.add_argument("--jobs", type=_positive_int, metavar="N",
+    parser.add_argument("--jobs", type=positive(int), metavar="N",
                         help="at most N jobs in flight across all accounts (default: per-account caps only)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="resubmit jobs that failed before (never moderation failures)")

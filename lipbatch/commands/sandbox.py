@@ -15,49 +15,34 @@ from pathlib import Path
 
 import trio
 
+from lipbatch.commands.argtypes import fraction, port, positive
 from lipbatch.errors import EXIT_OK
 from lipbatch.sandbox.core import SandboxConfig
 
 HELP = "serve emulators of every provider API on loopback (no credits spent)"
 
 
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return number
-
-
-def _positive(kind: type) -> object:
-    def parse(value: str) -> float | int:
-        number = kind(value)
-        if number <= 0:
-            raise argparse.ArgumentTypeError("must be positive")
-        return number
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SandboxConfig()
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--port", type=port, default=0, help="port (default 0: any free port)")
     parser.add_argument("--world", type=Path, metavar="DIR",
                         help="keep the emulated world in DIR (created if missing) and continue it on restart")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a non-loopback --host (the emulators accept any token)")
     parser.add_argument("--job-seconds", type=float, default=defaults.job_seconds,
                         help="virtual seconds each job spends processing")
-    parser.add_argument("--time-scale", type=_positive(float), default=defaults.time_scale,
+    parser.add_argument("--time-scale", type=positive(float), default=defaults.time_scale,
                         help="real seconds per virtual second (0.01 = 100x faster)")
-    parser.add_argument("--max-jobs", type=_positive(int), default=None,
+    parser.add_argument("--max-jobs", type=positive(int), default=None,
                         help="per-account concurrency cap (default: each provider's own)")
-    parser.add_argument("--rate-429", type=_fraction, default=0.0, help="fraction of requests answered 429")
-    parser.add_argument("--rate-5xx", type=_fraction, default=0.0, help="fraction answered 500/502/503")
-    parser.add_argument("--rate-reset", type=_fraction, default=0.0,
+    parser.add_argument("--rate-429", type=fraction, default=0.0, help="fraction of requests answered 429")
+    parser.add_argument("--rate-5xx", type=fraction, default=0.0, help="fraction answered 500/502/503")
+    parser.add_argument("--rate-reset", type=fraction, default=0.0,
                         help="fraction whose connection drops mid-response")
-    parser.add_argument("--rate-truncate", type=_fraction, default=0.0,
+    parser.add_argument("--rate-truncate", type=fraction, default=0.0,
                         help="fraction of result downloads cut short")
-    parser.add_argument("--download-ttl", type=_positive(float), default=None,
+    parser.add_argument("--download-ttl", type=positive(float), default=None,
                         help="virtual seconds a result URL stays valid (default: forever)")
     parser.add_argument("--moderate", action="append", default=[], metavar="WORD",
                         help="jobs whose text contains WORD fail moderation (repeatable)")

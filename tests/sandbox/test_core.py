@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from lipbatch import cli
 from lipbatch.errors import UsageError
 from lipbatch.sandbox import render
 from lipbatch.sandbox.core import Sandbox, SandboxConfig
@@ -409,3 +410,13 @@ def test_cli_serves_with_its_flags_and_prints_the_url():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("args", [["sandbox", "--port", "70000"], ["sandbox", "--port", "-1"],
+                                  ["review", "x.yaml", "--port", "65536"], ["sandbox", "--rate-429", "2"],
+                                  ["run", "x.yaml", "--jobs", "0"]])
+def test_out_of_range_numbers_are_usage_errors_not_tracebacks(args, capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse refuses before anything starts
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"argument {args[-2]}: must be" in err and "Traceback" not in err
