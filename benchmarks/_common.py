@@ -281,10 +281,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """Every benchmark takes ``--quick`` (under a minute)."""
-    p = argparse.ArgumentParser(description=description)
+class _BenchParser(argparse.ArgumentParser):
+    """Fills ``--jobs`` from the benchmark's full or quick size when not given."""
+
+    sizes: tuple[int, int] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        parsed, rest = super().parse_known_args(args, namespace)
+        if self.sizes is not None and not parsed.jobs:
+            parsed.jobs = self.sizes[1] if parsed.quick else self.sizes[0]
+        return parsed, rest
+
+
+def parser(description: str, *, jobs: tuple[int, int] | None = None, jobs_help: str = "N") -> argparse.ArgumentParser:
+    """Every benchmark takes ``--quick`` (under a minute); ``jobs=(full, quick)`` adds ``--jobs``."""
+    p = _BenchParser(description=description)
     p.add_argument("--quick", action="store_true", help="smaller sizes: finishes in under a minute")
+    if jobs is not None:
+        p.sizes = jobs
+        p.add_argument("--jobs", type=int, help=f"{jobs_help} (default {jobs[0]:,}, --quick {jobs[1]:,})")
     return p
 
 

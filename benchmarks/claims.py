@@ -130,13 +130,12 @@ def measure(url: str, jobs: int) -> list[list]:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], jobs=(1_500, 300), jobs_help='jobs per measurement')
     p.add_argument("--url", help="a PostgreSQL database to use (default: a temp server)")
     p.add_argument("--no-fsync", action="store_true",
                    help="the temp server without fsync: what the protocol costs, apart from the disk")
-    p.add_argument("--jobs", type=int, help="jobs per measurement (default 1,500, --quick 300)")
     args = p.parse_args()
-    jobs = args.jobs or (300 if args.quick else 1500)
+    jobs = args.jobs
     server = None
     url = args.url
     if url is None:

@@ -80,12 +80,11 @@ def naive_run(project: Project, poll_every: float) -> float:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N (default 200, --quick 30)")
+    p = parser(__doc__.splitlines()[0], jobs=(200, 30))
     p.add_argument("--cap", type=int, default=5, help="the account's concurrency for lipbatch (default 5)")
     p.add_argument("--job-seconds", type=float, default=0.2, help="T: real seconds per job (default 0.2)")
     args = p.parse_args()
-    jobs = args.jobs or (30 if args.quick else 200)
+    jobs = args.jobs
     scale = args.job_seconds / VIRTUAL_JOB_SECONDS
     config = {"job_seconds": VIRTUAL_JOB_SECONDS, "time_scale": scale, "max_jobs": args.cap,
               "extra": {"runway_capacity": args.cap, "runway_queue": 0}}

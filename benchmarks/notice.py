@@ -103,12 +103,11 @@ def measure(sandbox: Any, directory: Path, media: Media, kind: str, jobs: int, j
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N jobs per kind (default 15, --quick 9)")
+    p = parser(__doc__.splitlines()[0], jobs=(15, 9), jobs_help='N jobs per kind')
     p.add_argument("--job-seconds", type=float, nargs="+", help="T, virtual seconds (default 20 60, --quick 20)")
     p.add_argument("--real", type=float, help="real seconds per job (default 3, --quick 1)")
     args = p.parse_args()
-    jobs = args.jobs or (9 if args.quick else 15)
+    jobs = args.jobs
     times = args.job_seconds or ([20.0] if args.quick else [20.0, 60.0])
     real = args.real or (1.0 if args.quick else 3.0)
 

@@ -114,10 +114,9 @@ def profile_tables(stats: pstats.Stats, total: float) -> str:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N (default 2,000, --quick 300)")
+    p = parser(__doc__.splitlines()[0], jobs=(2_000, 300))
     args = p.parse_args()
-    jobs = args.jobs or (300 if args.quick else 2000)
+    jobs = args.jobs
     with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp:
         plain = measure(jobs, Path(tmp))
         profiled = measure(jobs, Path(tmp), profile=True)

@@ -91,11 +91,10 @@ def counts(stats: dict[str, Any], jobs: int) -> dict[str, float]:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N distinct jobs (default 30, --quick 9)")
+    p = parser(__doc__.splitlines()[0], jobs=(30, 9), jobs_help='N distinct jobs')
     p.add_argument("--real", type=float, help="real seconds per 20 s job (default 2, --quick 1)")
     args = p.parse_args()
-    jobs = args.jobs or (9 if args.quick else 30)
+    jobs = args.jobs
     real = args.real or (1.0 if args.quick else 2.0)
     scale = real / JOB_SECONDS
     config = {"job_seconds": JOB_SECONDS, "time_scale": scale}

@@ -56,10 +56,9 @@ def best_wall(command: list[str]) -> float:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N (default 10,000, --quick 2,000)")
+    p = parser(__doc__.splitlines()[0], jobs=(10_000, 2_000))
     args = p.parse_args()
-    jobs = args.jobs or (2000 if args.quick else 10_000)
+    jobs = args.jobs
     cli = [sys.executable, "-m", "lipbatch"]
     with tempfile.TemporaryDirectory(prefix="lipbatch-bench-") as tmp, served_sandbox() as sandbox:
         media = Media(Path(tmp) / "media")

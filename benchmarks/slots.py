@@ -144,8 +144,7 @@ def one_run(sandbox: Any, manifest: Path, options: RunOptions, *, jobs: int, cap
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, help="N (default 200, --quick 50)")
+    p = parser(__doc__.splitlines()[0], jobs=(200, 50))
     p.add_argument("--cap", type=int, default=5, help="C, the account's concurrency (default 5)")
     p.add_argument("--job-seconds", type=float, nargs="+", default=[0.2, 1.0],
                    help="T: real seconds per job, one run pair per value (default 0.2 1.0)")
@@ -157,7 +156,7 @@ def main() -> None:
     p.add_argument("--poll-min", type=float, help="override RunOptions.poll_min (virtual s; default 3)")
     p.add_argument("--poll-max", type=float, help="override RunOptions.poll_max (virtual s; default 30)")
     args = p.parse_args()
-    jobs = args.jobs or (50 if args.quick else 200)
+    jobs = args.jobs
     cap = args.cap
     tuned = {name: value for name, value in (("poll_min", args.poll_min), ("poll_max", args.poll_max))
              if value is not None}
