@@ -231,6 +231,7 @@ async def download(
     """
     dest = Path(dest)
     part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size)
+
     def open_part() -> None:
         if prepare is not None:
             with confined.writing(dest):  # e.g. the folder vanished: this job's write error, not the run's

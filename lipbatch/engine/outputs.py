@@ -119,8 +119,8 @@ class Outputs:
         verdict, kept = _on_loop(lambda: self._claim(output, key, sha, force))
         if verdict == "take":
             assert kept is not None
-            if not kept.exists():  # never through a symlinked folder below the output folder
-                confined.move(self.dir, path, kept)
+            if not kept.exists():
+                confined.move(self.dir, path, kept)  # never through a symlinked folder below the output folder
                 self.hashes.remember(kept, sha)
             else:
                 confined.remove(self.dir, path)
