@@ -6,7 +6,8 @@ beside ``dest`` (memory stays at one chunk), hashing as it writes; a transfer
 that is cut short or reset resumes with ``Range: bytes=N-`` when the server
 answers 206 from exactly byte N, otherwise it starts over. The finished file is
 fsync'd, checked against Content-Length / Content-Range, decoded end to end
-(``media.verify_playable``) and only then renamed onto ``dest`` atomically.
+(``media.verify_playable``, in a worker thread or a child process: ``lipbatch.verifier``)
+and only then renamed onto ``dest`` atomically.
 
 Decisions where the docs left room:
 
@@ -52,8 +53,9 @@ import trio
 
 from lipbatch import confined
 from lipbatch.errors import PermanentError, ProviderError, TransientError
-from lipbatch.media import MediaError, verify_playable
+from lipbatch.media import MediaError
 from lipbatch.providers.base import error_message, parse_retry_after
+from lipbatch.verifier import Verify, verify_in_thread
 
 _EXPIRED = frozenset({401, 403, 404, 410})
 _RETRYABLE = frozenset({408, 425, 429})
@@ -157,21 +159,19 @@ class _Part:
         self.size = 0
         self.hash = hashlib.sha256()
 
-    async def finish(self, check: Callable[[Path], object] | None = None) -> None:
-        """Write what is pending, fsync and close the temp file, then ``check`` it, in one worker-thread hop."""
+    async def finish(self) -> None:
+        """Write what is pending, fsync and close the temp file, in one worker-thread hop."""
         data, self._pending = self._pending, bytearray()
 
-        def sync_close_check() -> None:
+        def sync_close() -> None:
             assert self._file is not None
             if data:
                 self._write(data)
             with confined.writing(self.dest):
                 os.fsync(self._file.fileno())
                 self._file.close()
-                if check is not None:  # the file (or its folder) vanishing is a write error
-                    check(self.path)
 
-        await trio.to_thread.run_sync(sync_close_check)
+        await trio.to_thread.run_sync(sync_close)
 
     async def publish(self) -> None:
         def rename() -> None:
@@ -209,7 +209,7 @@ async def download(
     dest: Path,
     *,
     root: Path | None = None,
-    verify: bool = True,
+    verify: Verify | None = verify_in_thread,
     chunk_size: int = 1 << 20,
     max_attempts: int = 5,
     retry_delay: float = 0.5,
@@ -224,6 +224,7 @@ async def download(
     ``retry_delay`` is the base of the jittered backoff between attempts. ``root`` is the output
     folder: no folder between it and ``dest`` may be a symlink (default: ``dest``'s own folder).
     Raises ``OutputWriteError`` when the file cannot be written (disk full, permissions, a symlink).
+    ``verify`` decodes the finished file (``lipbatch.verifier``; None: bytes only, no decoding).
     ``before_publish(sha256, size)`` runs after verification and before the rename: the runner
     records the bytes it is about to place, so a crash right after the rename leaves a file the
     state knows, never one it would take for a stranger's. ``prepare()`` runs in the worker thread
@@ -241,8 +242,10 @@ async def download(
     await trio.to_thread.run_sync(open_part)
     try:
         await _transfer(http, url, part, max_attempts=max_attempts, retry_delay=retry_delay)
+        await part.finish()
         try:
-            await part.finish(verify_playable if verify else None)
+            if verify is not None:
+                await verify(part.path)
         except MediaError as exc:
             raise CorruptDownloadError(
                 f"{_safe_url(url)}: downloaded {part.size} bytes that are not a playable video ({exc})"

@@ -59,7 +59,7 @@ class FetchPhase:
             assert self.download_http is not None
             try:
                 got = await dl.download(
-                    self.download_http, url, dest, root=self.outputs.dir, verify=True,
+                    self.download_http, url, dest, root=self.outputs.dir, verify=self.verify,
                     retry_delay=max(0.001, 0.5 * self.scale), prepare=make_room,
                     before_publish=lambda sha, size: self.state.update(job.key, output_sha256=sha, output_size=size))
             except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits

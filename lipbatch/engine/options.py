@@ -43,6 +43,8 @@ class RunOptions:
     #: an account whose host refused or failed to resolve every connection for this long is stopped
     unreachable_after: float = 8.0
     connect_retry: tuple[float, ...] = (0.5, 1.0, 2.0)  # waits between connection attempts, the last repeats
+    #: where results are decoded (``lipbatch.verifier``): auto (a child process from 32 jobs), thread, process
+    verifier: str = "auto"
     rerun: str | None = None  # the command that continues this run (for the summary); default from the manifest
 
 

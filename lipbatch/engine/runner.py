@@ -63,6 +63,7 @@ from lipbatch.polling import load_completion_times, save_completion_times
 from lipbatch.pricing import estimate
 from lipbatch.report import QUIET, RunLog, log_path, spend_report, summary_lines
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
+from lipbatch.verifier import Verify, open_verifier, verify_in_thread
 
 _REPOLL_KINDS = ("timeout", "transient")
 _UNSETTLED = (JobStatus.SUBMITTING, JobStatus.UNKNOWN, JobStatus.IN_FLIGHT, JobStatus.SUCCEEDED)
@@ -109,6 +110,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self._upload_errors: dict[tuple[str, str], ProviderError] = {}
         self._clients: list[httpx.AsyncClient] = []
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
+        self.verify: Verify = verify_in_thread  # decodes each result; a child process in big runs (_run_work)
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.outputs = Outputs(project.output_dir, state, self.hashes)
         self.ledger = Ledger(state.jobs, state.takes, project, options.max_credits)
@@ -193,7 +195,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
     async def _run_work(self, work: list[_Plan]) -> None:
         try:
             self._open_accounts([plan.job for plan in work])
-            async with trio.open_nursery() as nursery:
+            async with open_verifier(len(work), self.options.verifier) as self.verify, \
+                    trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_stop, nursery.cancel_scope)
                 if self.leases is not None:  # a shared state: jobs are claimed one by one (engine/claims.py)
                     await self._run_shared(work)

@@ -19,7 +19,7 @@ import pytest
 from harness import SANDBOX_URL, TIME_SCALE, Harness
 from kinds import write_manifest
 
-from lipbatch import download
+from lipbatch import download, verifier
 from lipbatch.commands import run as run_command
 from lipbatch.errors import EXIT_INVALID, EXIT_JOBS_FAILED, EXIT_OK
 from lipbatch.hashing import file_sha256
@@ -147,7 +147,7 @@ def test_a_disk_filling_during_a_download_fails_that_job_and_a_rerun_fetches_it_
 
 def test_an_output_folder_vanishing_mid_download_fails_its_jobs_only(campaign, monkeypatch):
     victim = campaign.project.output_dir / campaign.project.jobs[0].output
-    real = download.verify_playable
+    real = verifier.verify_playable
 
     def verify_then_vanish(path):
         info = real(path)
@@ -155,12 +155,12 @@ def test_an_output_folder_vanishing_mid_download_fails_its_jobs_only(campaign, m
             shutil.rmtree(victim.parent, ignore_errors=True)  # the folder goes while the file waits to be renamed
         return info
 
-    monkeypatch.setattr(download, "verify_playable", verify_then_vanish)
+    monkeypatch.setattr(verifier, "verify_playable", verify_then_vanish)
     result, summary = campaign.run()
     assert result.code == EXIT_JOBS_FAILED and summary["failed"] >= 1, result.err  # the others in that folder may go too
     reason = summary["failures"][campaign.project.jobs[0].output]
     assert str(victim) in reason and "vanished" in reason
-    monkeypatch.setattr(download, "verify_playable", real)
+    monkeypatch.setattr(verifier, "verify_playable", real)
     again, _ = campaign.run()
     assert again.code == EXIT_OK and victim.is_file()
     assert campaign.harness.stats()["creates_total"] == 3

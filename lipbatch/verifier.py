@@ -1,0 +1,227 @@
+"""Where a downloaded result is decoded: a worker thread for small runs, a child process for big ones.
+
+``media.verify_playable`` costs ~1.5 ms of CPU per result, but in a worker thread it shares the
+GIL with the event loop: it releases and retakes the GIL around every packet it reads, and with
+ten downloads at once those handoffs (and the event loop's own syscalls waiting to get the GIL
+back) cost more than the decoding. ``benchmarks/overhead.py`` measured 4 ms of worker-thread CPU
+per job with verification and 1.6 ms without. A run with many results therefore verifies in one
+child process (``python -m lipbatch.verifier``), which runs on the other core and also keeps a
+result that crashes or hangs FFmpeg from taking the run down with it: the child is restarted,
+and a file that was being checked when a child died twice, or that takes longer than
+``timeout`` (the child is then killed), counts as not playable (``MediaError``: the runner
+re-downloads a bounded number of times). A small run verifies in a worker thread, because
+starting the child (~0.2 s of CPU to import PyAV) would cost more than it saves.
+
+The child reads one JSON line per file (``{"path": ...}``) on stdin and answers one line per
+file, in order, on stdout: ``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``.
+It ignores SIGINT and runs in its own session (Ctrl-C stops the parent, which closes the pipe),
+gets no credential from the parent's environment, and exits when stdin closes, also when the
+parent was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+import lipbatch
+from lipbatch.media import MediaError, MediaInfo, verify_playable
+
+Verify = Callable[[Path], Awaitable[MediaInfo]]
+
+#: a run with at least this many jobs verifies in a child process
+PROCESS_MIN_RESULTS = 32
+#: seconds a child may take for one file, plus one second per 10 MB of it
+TIMEOUT = 60.0
+#: environment variables the child keeps (it needs no credential)
+_CHILD_ENV = ("PATH", "PYTHONHOME", "LD_LIBRARY_PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
+              "SYSTEMROOT")
+
+
+async def verify_in_thread(path: Path) -> MediaInfo:
+    """``verify_playable`` in a worker thread (small runs, tests, the ``verify`` command's runs)."""
+    return await trio.to_thread.run_sync(verify_playable, path)
+
+
+class _ChildGone(Exception):
+    """The child exited (or was killed) before it answered."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Reply:
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    answer: dict[str, object] | None = None
+
+
+class _Child:
+    """One ``python -m lipbatch.verifier`` process: requests pipelined, answers matched in order."""
+
+    def __init__(self, process: trio.Process):
+        self.process = process
+        self.waiting: deque[_Reply] = deque()
+        self.gone = False
+        self._send = trio.Lock()
+
+    async def ask(self, path: Path) -> dict[str, object]:
+        reply = _Reply()
+        line = json.dumps({"path": str(path)}).encode() + b"\n"
+        async with self._send:  # one writer at a time; the child answers in the order it read
+            if self.gone:
+                raise _ChildGone
+            assert self.process.stdin is not None
+            self.waiting.append(reply)
+            with trio.CancelScope(shield=True):  # a line cut in half would misalign every later answer
+                try:
+                    await self.process.stdin.send_all(line)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.stop()
+        await reply.done.wait()
+        if reply.answer is None:
+            raise _ChildGone
+        return reply.answer
+
+    async def read_answers(self) -> None:
+        """Hand each answer line to the oldest waiting request; when the pipe ends, fail the rest."""
+        assert self.process.stdout is not None
+        pending = b""
+        try:
+            async for chunk in self.process.stdout:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not self.waiting:
+                        continue
+                    reply = self.waiting.popleft()
+                    try:
+                        reply.answer = json.loads(line)
+                    except ValueError:
+                        reply.answer = {"ok": False, "error": "the verifier answered something unreadable"}
+                    reply.done.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.stop()
+            with trio.CancelScope(shield=True):  # reap it: a restarted child leaves no zombie
+                await self.process.wait()
+
+    def stop(self) -> None:
+        """Kill the child (if it still runs) and fail every request that waits for it."""
+        self.gone = True
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        while self.waiting:
+            self.waiting.popleft().done.set()
+
+    async def close(self) -> None:
+        """Close stdin (the child exits at end of input), then wait a little before killing it."""
+        with trio.CancelScope(shield=True):
+            if self.process.stdin is not None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.process.stdin.aclose()
+            with trio.move_on_after(5):
+                await self.process.wait()
+            self.stop()
+            await self.process.wait()
+
+
+class ProcessVerifier:
+    """Verifies in a child process, started at the first result, restarted after a crash or a hang."""
+
+    def __init__(self, nursery: trio.Nursery, *, timeout: float = TIMEOUT):
+        self._nursery = nursery
+        self._timeout = timeout
+        self._child: _Child | None = None
+        self._starting = trio.Lock()
+        self.started = 0  # children started (tests count them)
+
+    async def __call__(self, path: Path) -> MediaInfo:
+        limit = self._timeout + _size(path) / 10e6
+        for attempt in (1, 2):
+            child = await self._running()
+            try:
+                with trio.fail_after(limit):
+                    answer = await child.ask(path)
+            except _ChildGone:
+                if attempt == 2:
+                    raise MediaError(f"{path}: the verifier process exited twice while checking it") from None
+                continue
+            except trio.TooSlowError:
+                child.stop()
+                raise MediaError(f"{path}: not checked within {limit:.0f} s (the verifier was stopped)") from None
+            if answer.get("ok"):
+                return MediaInfo(**answer["info"])  # type: ignore[arg-type]
+            raise MediaError(str(answer.get("error") or f"{path}: not playable"))
+        raise AssertionError("unreachable")
+
+    async def _running(self) -> _Child:
+        async with self._starting:
+            if self._child is None or self._child.gone:
+                self._child = _Child(await _spawn())
+                self.started += 1
+                self._nursery.start_soon(self._child.read_answers, name="verifier answers")
+            return self._child
+
+    async def aclose(self) -> None:
+        if self._child is not None:
+            await self._child.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+async def _spawn() -> trio.Process:
+    package_parent = str(Path(lipbatch.__file__).resolve().parents[1])
+    env = {name: os.environ[name] for name in _CHILD_ENV if name in os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+    return await trio.lowlevel.open_process(
+        [sys.executable, "-m", "lipbatch.verifier"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+
+
+@contextlib.asynccontextmanager
+async def open_verifier(results: int, mode: str = "auto") -> AsyncIterator[Verify]:
+    """The verifier for a run expecting ``results`` downloads: ``mode`` is auto, thread or process."""
+    if mode == "thread" or (mode == "auto" and results < PROCESS_MIN_RESULTS):
+        yield verify_in_thread
+        return
+    async with trio.open_nursery() as nursery:
+        verifier = ProcessVerifier(nursery)
+        try:
+            yield verifier
+        finally:
+            await verifier.aclose()
+
+
+def main() -> None:
+    """The child: answer one line per path read, until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = sys.stdout
+    for line in sys.stdin:
+        try:
+            path = json.loads(line)["path"]
+            answer: dict[str, object] = {"ok": True, "info": dataclasses.asdict(verify_playable(path))}
+        except MediaError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - any other failure is this file's answer, not the child's end
+            answer = {"ok": False, "error": f"cannot check this file ({type(exc).__name__}: {exc})"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
