@@ -5,18 +5,18 @@ GIL with the event loop: it releases and retakes the GIL around every packet it 
 ten downloads at once those handoffs (and the event loop's own syscalls waiting to get the GIL
 back) cost more than the decoding. ``benchmarks/overhead.py`` measured 4 ms of worker-thread CPU
 per job with verification and 1.6 ms without. A run with many results therefore verifies in one
-child process (``python -m lipbatch.verifier``), which runs on the other core and also keeps a
+child process (``lipbatch.verifier_child``), which runs on the other core and also keeps a
 result that crashes or hangs FFmpeg from taking the run down with it: the child is restarted,
-and a file that was being checked when a child died twice, or that takes longer than
-``timeout`` (the child is then killed), counts as not playable (``MediaError``: the runner
+and a file that was being checked when a child died twice, or that the child worked on for
+longer than ``timeout`` (it is then killed), counts as not playable (``MediaError``: the runner
 re-downloads a bounded number of times). A small run verifies in a worker thread, because
 starting the child (~0.2 s of CPU to import PyAV) would cost more than it saves.
 
 The child reads one JSON line per file (``{"path": ...}``) on stdin and answers one line per
 file, in order, on stdout: ``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``.
-It ignores SIGINT and runs in its own session (Ctrl-C stops the parent, which closes the pipe),
-gets no credential from the parent's environment, and exits when stdin closes, also when the
-parent was killed.
+It runs with ``-P`` (no module of the working folder is imported), in its own session, ignoring
+SIGINT (Ctrl-C stops the parent, which closes the pipe), with no credential from the parent's
+environment, and exits when stdin closes or its parent is gone.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import deque
@@ -41,26 +40,31 @@ Verify = Callable[[Path], Awaitable[MediaInfo]]
 
 #: a run with at least this many jobs verifies in a child process
 PROCESS_MIN_RESULTS = 32
-#: seconds a child may take for one file, plus one second per 10 MB of it
-TIMEOUT = 60.0
+#: seconds the child may work on one file (decoding a long result takes a second or two)
+TIMEOUT = 120.0
 #: environment variables the child keeps (it needs no credential)
 _CHILD_ENV = ("PATH", "PYTHONHOME", "LD_LIBRARY_PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
               "SYSTEMROOT")
 
 
 async def verify_in_thread(path: Path) -> MediaInfo:
-    """``verify_playable`` in a worker thread (small runs, tests, the ``verify`` command's runs)."""
+    """``verify_playable`` in a worker thread (small runs)."""
     return await trio.to_thread.run_sync(verify_playable, path)
 
 
 class _ChildGone(Exception):
-    """The child exited (or was killed) before it answered."""
+    """The child exited (or was killed) before it answered; ``late``: killed for taking too long on it."""
+
+    def __init__(self, late: bool = False):
+        super().__init__()
+        self.late = late
 
 
 @dataclasses.dataclass(eq=False)
 class _Reply:
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     answer: dict[str, object] | None = None
+    late: bool = False
 
 
 class _Child:
@@ -70,7 +74,10 @@ class _Child:
         self.process = process
         self.waiting: deque[_Reply] = deque()
         self.gone = False
+        self.head_since = 0.0  # when the child started on the oldest waiting request
         self._send = trio.Lock()
+        self._work = trio.Event()  # set when a request arrives at an idle child
+        self._watching = trio.CancelScope()  # the watchdog's, cancelled when the child goes
 
     async def ask(self, path: Path) -> dict[str, object]:
         reply = _Reply()
@@ -79,6 +86,9 @@ class _Child:
             if self.gone:
                 raise _ChildGone
             assert self.process.stdin is not None
+            if not self.waiting:
+                self.head_since = trio.current_time()
+                self._work.set()
             self.waiting.append(reply)
             with trio.CancelScope(shield=True):  # a line cut in half would misalign every later answer
                 try:
@@ -87,8 +97,23 @@ class _Child:
                     self.stop()
         await reply.done.wait()
         if reply.answer is None:
-            raise _ChildGone
+            raise _ChildGone(reply.late)
         return reply.answer
+
+    async def watch(self, timeout: float) -> None:
+        """Stop the child when it works on one file for longer than ``timeout`` (time queued behind
+        other files does not count: the clock starts when the file before it was answered)."""
+        with self._watching:
+            while not self.gone:
+                if not self.waiting:
+                    self._work = trio.Event()
+                    await self._work.wait()
+                    continue
+                head = self.waiting[0]
+                await trio.sleep_until(self.head_since + timeout)
+                if self.waiting and self.waiting[0] is head:
+                    head.late = True
+                    self.stop()
 
     async def read_answers(self) -> None:
         """Hand each answer line to the oldest waiting request; when the pipe ends, fail the rest."""
@@ -102,6 +127,7 @@ class _Child:
                     if not self.waiting:
                         continue
                     reply = self.waiting.popleft()
+                    self.head_since = trio.current_time()
                     try:
                         reply.answer = json.loads(line)
                     except ValueError:
@@ -122,6 +148,7 @@ class _Child:
                 self.process.kill()
         while self.waiting:
             self.waiting.popleft().done.set()
+        self._watching.cancel()
 
     async def close(self) -> None:
         """Close stdin (the child exits at end of input), then wait a little before killing it."""
@@ -146,19 +173,17 @@ class ProcessVerifier:
         self.started = 0  # children started (tests count them)
 
     async def __call__(self, path: Path) -> MediaInfo:
-        limit = self._timeout + _size(path) / 10e6
         for attempt in (1, 2):
             child = await self._running()
             try:
-                with trio.fail_after(limit):
-                    answer = await child.ask(path)
-            except _ChildGone:
+                answer = await child.ask(path)
+            except _ChildGone as gone:
+                if gone.late:
+                    raise MediaError(f"{path}: not checked within {self._timeout:g} s "
+                                     "(the verifier was stopped)") from None
                 if attempt == 2:
                     raise MediaError(f"{path}: the verifier process exited twice while checking it") from None
                 continue
-            except trio.TooSlowError:
-                child.stop()
-                raise MediaError(f"{path}: not checked within {limit:.0f} s (the verifier was stopped)") from None
             if answer.get("ok"):
                 return MediaInfo(**answer["info"])  # type: ignore[arg-type]
             raise MediaError(str(answer.get("error") or f"{path}: not playable"))
@@ -170,6 +195,7 @@ class ProcessVerifier:
                 self._child = _Child(await _spawn())
                 self.started += 1
                 self._nursery.start_soon(self._child.read_answers, name="verifier answers")
+                self._nursery.start_soon(self._child.watch, self._timeout, name="verifier watchdog")
             return self._child
 
     async def aclose(self) -> None:
@@ -177,19 +203,12 @@ class ProcessVerifier:
             await self._child.close()
 
 
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
 async def _spawn() -> trio.Process:
     package_parent = str(Path(lipbatch.__file__).resolve().parents[1])
     env = {name: os.environ[name] for name in _CHILD_ENV if name in os.environ}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
     return await trio.lowlevel.open_process(
-        [sys.executable, "-m", "lipbatch.verifier"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "-P", "-m", "lipbatch.verifier_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, env=env, start_new_session=True)
 
 
@@ -205,23 +224,3 @@ async def open_verifier(results: int, mode: str = "auto") -> AsyncIterator[Verif
             yield verifier
         finally:
             await verifier.aclose()
-
-
-def main() -> None:
-    """The child: answer one line per path read, until stdin closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    out = sys.stdout
-    for line in sys.stdin:
-        try:
-            path = json.loads(line)["path"]
-            answer: dict[str, object] = {"ok": True, "info": dataclasses.asdict(verify_playable(path))}
-        except MediaError as exc:
-            answer = {"ok": False, "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - any other failure is this file's answer, not the child's end
-            answer = {"ok": False, "error": f"cannot check this file ({type(exc).__name__}: {exc})"}
-        out.write(json.dumps(answer) + "\n")
-        out.flush()
-
-
-if __name__ == "__main__":
-    main()
