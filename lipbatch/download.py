@@ -51,7 +51,7 @@ from typing import IO
 import httpx
 import trio
 
-from lipbatch import confined
+from lipbatch import batched, confined
 from lipbatch.errors import PermanentError, ProviderError, TransientError
 from lipbatch.media import MediaError
 from lipbatch.providers.base import error_message, parse_retry_after
@@ -171,7 +171,7 @@ class _Part:
                 os.fsync(self._file.fileno())
                 self._file.close()
 
-        await trio.to_thread.run_sync(sync_close)
+        await batched.run_sync(sync_close)
 
     async def publish(self) -> None:
         def rename() -> None:
@@ -181,7 +181,7 @@ class _Part:
             folder, self._folder = self._folder, None  # placed: nothing left for ``discard``
             os.close(folder)
 
-        await trio.to_thread.run_sync(rename)
+        await batched.run_sync(rename)
 
     def discard(self) -> None:
         """Close and remove the temp file, unless it was published."""
@@ -239,7 +239,7 @@ async def download(
                 prepare()
         part.open()  # a folder that cannot take the result: refused before fetching
 
-    await trio.to_thread.run_sync(open_part)
+    await batched.run_sync(open_part)
     try:
         await _transfer(http, url, part, max_attempts=max_attempts, retry_delay=retry_delay)
         await part.finish()

@@ -6,6 +6,7 @@ Not thread-safe: one ``State`` is used from one thread (the trio loop).
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 import trio
 
+from lipbatch import batched
 from lipbatch.errors import LipbatchError
 from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored secrets become
 from lipbatch.redact import Redactor
@@ -290,7 +292,7 @@ class State:
                 covered = self._written
                 try:
                     pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
-                    await trio.to_thread.run_sync(os.fsync, fd)
+                    await batched.run_sync(functools.partial(os.fsync, fd))
                 except OSError as exc:
                     raise LipbatchError(f"cannot write state journal {self._journal}: "
                                         f"{exc.strerror or exc}") from exc
