@@ -74,6 +74,15 @@ def test_overhead_runs_a_few_jobs_in_process(tmp_path):
     assert result["requests"] >= 1 + 3 * 3
 
 
+def test_the_bare_client_floor_makes_exactly_the_requests_lipbatch_makes(tmp_path):
+    overhead = load("overhead")
+    floor = overhead.bare_client(4, tmp_path)
+    lipbatch = overhead.measure(4, tmp_path, verifier="process")
+    assert lipbatch["done"] == 4 and lipbatch["child_cpu"] > 0  # the child decoded the results
+    # one upload, then a create, one poll (0 s tasks) and a download per job: the same for both
+    assert floor["requests"] == lipbatch["requests"] == 1 + 4 * 3
+
+
 def test_notice_imports_and_splits_cold_from_learned_jobs():
     notice = load("notice")  # not in run_all: a served sandbox for ~1 min even with --quick
     assert callable(notice.main) and notice.__doc__.strip()
