@@ -9,12 +9,14 @@ child process (``lipbatch.verifier_child``), which runs on the other core and al
 result that crashes or hangs FFmpeg from taking the run down with it: the child is restarted,
 and a file that was being checked when a child died twice, or that the child worked on for
 longer than ``timeout`` (it is then killed), counts as not playable (``MediaError``: the runner
-re-downloads a bounded number of times). A small run verifies in a worker thread, because
-starting the child (~0.2 s of CPU to import PyAV) would cost more than it saves.
+re-downloads a bounded number of times). A child that cannot start, or exits twice in a row
+before it says it is ready, is an environment problem, not a file's: the run then decodes in a
+worker thread. A small run verifies in a worker thread from the start, because starting the
+child (~0.1 s of CPU to import PyAV) would cost more than it saves.
 
-The child reads one JSON line per file (``{"path": ...}``) on stdin and answers one line per
-file, in order, on stdout: ``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``.
-It runs with ``-P`` (no module of the working folder is imported), in its own session, ignoring
+The child says ``{"ready": true}`` once it can work, then reads one JSON line per file
+(``{"path": ...}``) on stdin and answers one line per file, in order, on stdout:
+``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``. It runs with ``-P`` (no module of the working folder is imported), in its own session, ignoring
 SIGINT (Ctrl-C stops the parent, which closes the pipe), with no credential from the parent's
 environment, and exits when stdin closes or its parent is gone.
 """
@@ -42,6 +44,8 @@ Verify = Callable[[Path], Awaitable[MediaInfo]]
 PROCESS_MIN_RESULTS = 32
 #: seconds the child may work on one file (decoding a long result takes a second or two)
 TIMEOUT = 120.0
+#: the child's first line, once it can read requests
+READY = b'{"ready": true}'
 #: environment variables the child keeps (it needs no credential)
 _CHILD_ENV = ("PATH", "PYTHONHOME", "LD_LIBRARY_PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
               "SYSTEMROOT")
@@ -53,11 +57,13 @@ async def verify_in_thread(path: Path) -> MediaInfo:
 
 
 class _ChildGone(Exception):
-    """The child exited (or was killed) before it answered; ``late``: killed for taking too long on it."""
+    """The child exited (or was killed) before it answered; ``late``: killed for taking too long on it;
+    ``ready``: it had started (else it never got as far as reading a request)."""
 
-    def __init__(self, late: bool = False):
+    def __init__(self, late: bool = False, ready: bool = True):
         super().__init__()
         self.late = late
+        self.ready = ready
 
 
 @dataclasses.dataclass(eq=False)
@@ -68,12 +74,16 @@ class _Reply:
 
 
 class _Child:
-    """One ``python -m lipbatch.verifier`` process: requests pipelined, answers matched in order."""
+    """One ``lipbatch.verifier_child`` process: requests pipelined, answers matched in order.
+
+    Its first line says it is ready (PyAV imported); every later line answers the oldest request.
+    """
 
     def __init__(self, process: trio.Process):
         self.process = process
         self.waiting: deque[_Reply] = deque()
         self.gone = False
+        self.ready = False
         self.head_since = 0.0  # when the child started on the oldest waiting request
         self._send = trio.Lock()
         self._work = trio.Event()  # set when a request arrives at an idle child
@@ -84,7 +94,7 @@ class _Child:
         line = json.dumps({"path": str(path)}).encode() + b"\n"
         async with self._send:  # one writer at a time; the child answers in the order it read
             if self.gone:
-                raise _ChildGone
+                raise _ChildGone(ready=self.ready)
             assert self.process.stdin is not None
             if not self.waiting:
                 self.head_since = trio.current_time()
@@ -97,7 +107,7 @@ class _Child:
                     self.stop()
         await reply.done.wait()
         if reply.answer is None:
-            raise _ChildGone(reply.late)
+            raise _ChildGone(reply.late, self.ready)
         return reply.answer
 
     async def watch(self, timeout: float) -> None:
@@ -124,6 +134,12 @@ class _Child:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
+                    if not self.ready:  # the child's first line: it can read requests now
+                        self.ready = line.strip() == READY
+                        if not self.ready:
+                            return
+                        self.head_since = trio.current_time()
+                        continue
                     if not self.waiting:
                         continue
                     reply = self.waiting.popleft()
@@ -163,36 +179,56 @@ class _Child:
 
 
 class ProcessVerifier:
-    """Verifies in a child process, started at the first result, restarted after a crash or a hang."""
+    """Verifies in a child process, started at the first result, restarted after a crash or a hang.
+
+    A child that cannot be started, or exits twice in a row before it is ready (an environment
+    problem, not a file's), leaves the rest of the run to ``verify_in_thread``: never a paid
+    result refused because the checker could not run.
+    """
 
     def __init__(self, nursery: trio.Nursery, *, timeout: float = TIMEOUT):
         self._nursery = nursery
         self._timeout = timeout
         self._child: _Child | None = None
         self._starting = trio.Lock()
+        self._failed_starts = 0  # in a row
+        self.in_thread = False  # children cannot run here: decoding in a worker thread instead
         self.started = 0  # children started (tests count them)
 
     async def __call__(self, path: Path) -> MediaInfo:
-        for attempt in (1, 2):
-            child = await self._running()
+        crashes = 0
+        while (child := await self._running()) is not None:
             try:
                 answer = await child.ask(path)
             except _ChildGone as gone:
                 if gone.late:
                     raise MediaError(f"{path}: not checked within {self._timeout:g} s "
                                      "(the verifier was stopped)") from None
-                if attempt == 2:
+                crashes += gone.ready  # a child that never started is not this file's doing
+                if crashes == 2:
                     raise MediaError(f"{path}: the verifier process exited twice while checking it") from None
                 continue
             if answer.get("ok"):
                 return MediaInfo(**answer["info"])  # type: ignore[arg-type]
             raise MediaError(str(answer.get("error") or f"{path}: not playable"))
-        raise AssertionError("unreachable")
+        return await verify_in_thread(path)
 
-    async def _running(self) -> _Child:
+    async def _running(self) -> _Child | None:
+        """The child, (re)started when needed; None once children cannot run here."""
         async with self._starting:
-            if self._child is None or self._child.gone:
-                self._child = _Child(await _spawn())
+            gone = self._child if self._child is not None and self._child.gone else None
+            if gone is not None:  # counted once per child, however many requests waited for it
+                self._failed_starts = 0 if gone.ready else self._failed_starts + 1
+                self._child = None
+            self.in_thread = self.in_thread or self._failed_starts >= 2
+            if self.in_thread:
+                return None
+            if self._child is None:
+                try:
+                    self._child = _Child(await _spawn())
+                except OSError:  # no process can be started here (limits, permissions)
+                    self.in_thread = True
+                    return None
                 self.started += 1
                 self._nursery.start_soon(self._child.read_answers, name="verifier answers")
                 self._nursery.start_soon(self._child.watch, self._timeout, name="verifier watchdog")

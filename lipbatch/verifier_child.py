@@ -41,6 +41,8 @@ def answer(line: str) -> dict[str, object]:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")  # lipbatch.verifier.READY
+    sys.stdout.flush()
     for line in sys.stdin:
         sys.stdout.write(json.dumps(answer(line)) + "\n")
         sys.stdout.flush()

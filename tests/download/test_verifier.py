@@ -227,12 +227,40 @@ async def test_a_file_whose_child_dies_twice_is_not_playable(fifo: Path) -> None
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask)
-            for started in (1, 2):  # the request waits in the first child, then in its replacement
-                await _until(lambda started=started: verifier.started == started and bool(verifier._child.waiting))
+            for started in (1, 2):  # the request is worked on in the first child, then in its replacement
+                await _until(lambda started=started: verifier.started == started and verifier._child.ready
+                             and bool(verifier._child.waiting))
                 os.kill(_pid(verifier), signal.SIGKILL)
         assert outcome == [f"MediaError: {fifo}: the verifier process exited twice while checking it"]
         assert verifier.started == 2
     assert not _unblock(fifo)  # no child left blocked on it
+
+
+async def test_where_no_child_can_start_results_are_decoded_in_a_thread(
+        good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused() -> trio.Process:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # fork refused: too many processes
+
+    monkeypatch.setattr(verifier_module, "_spawn", refused)
+    async with process_verifier() as verifier:
+        assert await verifier(good) == verify_playable(good)
+        assert verifier.in_thread and verifier.started == 0
+
+
+async def test_children_that_exit_before_they_are_ready_leave_the_run_to_a_thread(
+        good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment where the child cannot even import PyAV: paid results are still checked, not refused."""
+    async def broken() -> trio.Process:
+        return await trio.lowlevel.open_process([sys.executable, "-c", "raise SystemExit(3)"],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(verifier_module, "_spawn", broken)
+    async with process_verifier() as verifier:
+        assert await verifier(good) == verify_playable(good)
+        assert verifier.in_thread and verifier.started == 2  # two tries in a row, then the thread
+        with pytest.raises(MediaError, match="not playable|not readable"):
+            await verifier(good.with_name("missing.mp4"))
+        assert verifier.started == 2
 
 
 # -- hangs ------------------------------------------------------------------------------------
