@@ -266,6 +266,7 @@ async def test_children_that_exit_before_they_are_ready_leave_the_run_to_a_threa
 # -- hangs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real timeouts / whole runs
 async def test_a_hanging_file_times_out_and_the_hung_child_is_killed(fifo: Path, good: Path) -> None:
     async with process_verifier(timeout=0.8) as verifier:
         started = time.monotonic()
@@ -283,6 +284,7 @@ async def test_a_hanging_file_times_out_and_the_hung_child_is_killed(fifo: Path,
         assert verifier.started == 2 and verifier._child is not hung  # within 0.8 s, start-up included
 
 
+@pytest.mark.slow  # real timeouts / whole runs
 async def test_time_spent_waiting_behind_another_file_does_not_count(tmp_path: Path) -> None:
     first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
     os.mkfifo(first)
@@ -468,6 +470,7 @@ def _normalized(summary: dict, directory: Path) -> dict:
     return {**{k: v for k, v in summary.items() if k not in ignored}, "pending": pending}
 
 
+@pytest.mark.slow  # real timeouts / whole runs
 async def test_runs_with_the_process_verifier(tmp_path: Path, media: Media, spawned: list[trio.Process]) -> None:
     """Three campaigns side by side (each its own sandbox): all good with ``verifier="process"``; and one
     corrupt result with ``"process"`` and with ``"thread"``, which must end the same way."""

@@ -30,6 +30,7 @@ from lipbatch.state import read_jobs
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow  # whole runs of every kind under injected faults
 @pytest.mark.parametrize("kind", KINDS)
 async def test_every_job_done_under_faults(kind, tmp_path, media, harness):
     case = write_manifest(kind, tmp_path, media, jobs=6 if kind == "runway-act-two-voice" else 8)
