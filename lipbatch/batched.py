@@ -51,12 +51,13 @@ async def run_sync(call: Callable[[], T]) -> T:
         await trio.lowlevel.cancel_shielded_checkpoint()  # the others join; never cancelled half-queued
         _BATCH.set(None)
         try:
-            batch.results = await trio.to_thread.run_sync(_run_all, batch.calls)
+            with trio.CancelScope(shield=True):  # queued calls run; a cancellation arrives at the next checkpoint
+                batch.results = await trio.to_thread.run_sync(_run_all, batch.calls)
         finally:
             batch.done.set()
     else:
         with trio.CancelScope(shield=True):  # queued: it runs whether or not this task is cancelled
             await batch.done.wait()
-    if index >= len(batch.results):  # the hop itself failed (the thread could not start)
-        raise RuntimeError("a batched worker-thread call did not run")
+    if index >= len(batch.results):  # the hop itself failed (no thread could start): the leader saw why
+        raise RuntimeError("a worker thread could not run this call")
     return batch.results[index].unwrap()  # type: ignore[no-any-return]

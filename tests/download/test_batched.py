@@ -86,3 +86,31 @@ async def test_a_queued_call_runs_even_when_its_caller_is_cancelled(hops: list[i
     assert hops == [2]
     assert sorted(ran[:2]) == ["queued", "slow"]  # in the order the two were queued
     assert ran[2:] == ["returned", "follower done"]
+
+
+async def test_a_leader_cancelled_while_waiting_for_a_thread_still_runs_the_batch() -> None:
+    """With every worker thread taken, the hop waits for one; cancelling the task that asked first
+    must not drop the calls the others queued behind it."""
+    ran: list[int] = []
+    limiter = trio.CapacityLimiter(1)
+    release = threading.Event()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trio._threads, "current_default_thread_limiter", lambda: limiter)
+
+        async def caller(i: int, scope_holder: list[trio.CancelScope]) -> None:
+            with trio.CancelScope() as scope:
+                scope_holder.append(scope)
+                await batched.run_sync(lambda: ran.append(i))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, lambda: release.wait(5))  # holds the only thread
+            await trio.sleep(0.05)
+            scopes: list[trio.CancelScope] = []
+            for i in range(3):
+                nursery.start_soon(caller, i, scopes)
+            await trio.sleep(0.05)
+            for scope in scopes:
+                scope.cancel()
+            await trio.sleep(0.05)
+            release.set()
+    assert sorted(ran) == [0, 1, 2]
