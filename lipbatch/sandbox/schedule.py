@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 class Lifecycle:
     """Virtual-time lifecycle of one emulated task: queued -> running -> finished.
 
-    ``slots`` is the emulator's per-account capacity gate: a task starts
-    running only when fewer than ``capacity`` earlier tasks of the same account
-    are running; otherwise it stays queued (the provider's pending state).
+    The schedule (``Schedule.lifecycle``) is the emulator's per-account capacity
+    gate: a task starts running only when fewer than ``capacity`` earlier tasks
+    of the same account are running; otherwise it stays queued (the provider's pending state).
     The schedule is fixed at creation: ``created_at <= ready_at <= started_at
     <= finished_at`` (virtual seconds, as ``Sandbox.now()``).
     """
