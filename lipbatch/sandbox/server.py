@@ -23,6 +23,7 @@ class _DropInjectedFaults(logging.Filter):
 
 
 _FILTER = _DropInjectedFaults()
+KEEP_ALIVE_SECONDS = 75.0
 
 
 def check_host(host: str, allow_remote: bool = False) -> None:
@@ -42,6 +43,10 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, allow_r
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = 0.5
+    # hypercorn closes idle connections after 5 s by default, exactly httpx's keep-alive expiry: a
+    # create sent on a connection idle for ~5 s could meet the server's close and lose its answer
+    # (an "unknown" job). Providers' front ends keep idle connections far longer (60 s and up).
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
     config.loglevel = "WARNING"
     logging.getLogger("hypercorn.error").addFilter(_FILTER)
 

@@ -394,6 +394,39 @@ async def test_serve_reports_the_bound_url():
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow  # idles 6 s on purpose
+async def test_an_idle_connection_outlives_the_clients_keep_alive_expiry():
+    """httpx drops an idle connection after 5 s; the server must not close it first (or at the same
+    moment): a create sent as the server closes loses its answer and its job becomes "unknown"."""
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(partial(serve, fast_app(), host="127.0.0.1", port=0))
+        host, port = httpx.URL(url).host, httpx.URL(url).port
+        stream = await trio.open_tcp_stream(host, port)
+        request = f"GET /_sandbox/stats HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+        async def answer() -> bytes:
+            """The status line and headers of one whole response (its body read too)."""
+            data = b""
+            with trio.fail_after(5):
+                while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < length(data):
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, "the server closed the connection"
+                    data += chunk
+            return data.partition(b"\r\n\r\n")[0]
+
+        def length(data: bytes) -> int:
+            head = data.partition(b"\r\n\r\n")[0].lower()
+            return int(head.split(b"content-length:")[1].split(b"\r\n")[0]) if b"content-length:" in head else 0
+
+        await stream.send_all(request)
+        assert (await answer()).startswith(b"HTTP/1.1 200")
+        await trio.sleep(httpx.Limits().keepalive_expiry + 1.0)  # 6 s idle: past the client's expiry
+        await stream.send_all(request)  # the same connection, still open
+        assert (await answer()).startswith(b"HTTP/1.1 200")
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.slow
 def test_cli_serves_with_its_flags_and_prints_the_url():
     command = [sys.executable, "-m", "lipbatch", "sandbox", "--port", "0", "--time-scale", "0.01",
