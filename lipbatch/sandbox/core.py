@@ -58,16 +58,16 @@ from lipbatch.sandbox.files import FileStore, PublishedFile
 from lipbatch.sandbox.inputs import Inputs, probe_input
 from lipbatch.sandbox.persistence import Persistence
 from lipbatch.sandbox.records import account_label, forget_tasks, record_json
-from lipbatch.sandbox.render_cache import RENDER_CACHE_SIZE, RenderCache
+from lipbatch.sandbox.render_cache import RenderCache
 from lipbatch.sandbox.request_helpers import accepts, bearer_token, is_loopback_host, json_body
-from lipbatch.sandbox.results import FILES_PREFIX, SYNTHETIC_FETCH_LIMIT, ResultFiles
+from lipbatch.sandbox.results import FILES_PREFIX, ResultFiles
 from lipbatch.sandbox.schedule import Lifecycle, Schedule
-from lipbatch.sandbox.stats import Stats, TaskTimings, canonical_json
+from lipbatch.sandbox.stats import Stats, TaskTimings
 
 __all__ = [
-    "CONTROL_PREFIX", "FILES_PREFIX", "RENDER_CACHE_SIZE", "SYNTHETIC_FETCH_LIMIT", "TASK_TIMINGS_LIMIT",
+    "CONTROL_PREFIX", "FILES_PREFIX", "TASK_TIMINGS_LIMIT",
     "Emulator", "Lifecycle", "Sandbox", "SandboxConfig", "accepts", "account_label", "apply_config",
-    "bearer_token", "canonical_json", "forget_tasks", "is_loopback_host", "json_body", "probe_input",
+    "bearer_token", "forget_tasks", "is_loopback_host", "json_body", "probe_input",
     "record_json",
 ]
 

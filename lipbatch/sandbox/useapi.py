@@ -70,40 +70,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox.core import Sandbox
-from lipbatch.sandbox.useapi_accounts import UNLIMITED_PLAN_CREDITS, Accounts
+from lipbatch.sandbox.useapi_accounts import Accounts
 from lipbatch.sandbox.useapi_assets import Assets
-from lipbatch.sandbox.useapi_records import (
-    DEFAULT_MAX_JOBS,
-    MEDIA_INPUTS,
-    PREFIX,
-    PROVIDER,
-    STATUSES,
-    Account,
-    Asset,
-    RecordStore,
-    Task,
-    user_id_for,
-)
+from lipbatch.sandbox.useapi_records import PREFIX, PROVIDER, RecordStore
 from lipbatch.sandbox.useapi_requests import (
-    CONTENT_TYPES,
-    VOICE_IDS,
     VOICES,
     BadRequest,
     check_common,
-    check_max_jobs,
     check_voice,
     json_error,
-    paging,
     read_body,
 )
-from lipbatch.sandbox.useapi_tasks import NO_CREDITS, TOO_MANY_TASKS, Tasks
+from lipbatch.sandbox.useapi_tasks import Tasks
 
-__all__ = [
-    "CONTENT_TYPES", "DEFAULT_MAX_JOBS", "MEDIA_INPUTS", "NO_CREDITS", "PREFIX", "PROVIDER", "STATUSES",
-    "TOO_MANY_TASKS", "UNLIMITED_PLAN_CREDITS", "VOICES", "VOICE_IDS", "Account", "Asset", "BadRequest",
-    "Emulator", "Task", "check_common", "check_max_jobs", "check_voice", "json_error", "paging",
-    "read_body", "user_id_for",
-]
+__all__ = ["BadRequest", "Emulator", "check_common", "check_voice", "read_body"]  # what the kinds' modules use
 
 
 class Emulator(Tasks, Assets, Accounts, RecordStore):
