@@ -37,6 +37,7 @@ import trio
 
 import lipbatch
 from lipbatch.media import MediaError, MediaInfo, verify_playable
+from lipbatch.verifier_child import READY
 
 Verify = Callable[[Path], Awaitable[MediaInfo]]
 
@@ -44,8 +45,6 @@ Verify = Callable[[Path], Awaitable[MediaInfo]]
 PROCESS_MIN_RESULTS = 32
 #: seconds the child may work on one file (decoding a long result takes a second or two)
 TIMEOUT = 120.0
-#: the child's first line, once it can read requests
-READY = b'{"ready": true}'
 #: environment variables the child keeps (it needs no credential)
 _CHILD_ENV = ("PATH", "PYTHONHOME", "LD_LIBRARY_PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR",
               "SYSTEMROOT")

@@ -18,6 +18,7 @@ import time
 from lipbatch.media import MediaError, verify_playable
 
 _PARENT_CHECK = 1.0  # seconds between checks that the parent still runs
+READY = b'{"ready": true}'  # the first line: the child can read requests now
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -41,7 +42,7 @@ def answer(line: str) -> dict[str, object]:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    sys.stdout.write(json.dumps({"ready": True}) + "\n")  # lipbatch.verifier.READY
+    sys.stdout.write(READY.decode() + "\n")
     sys.stdout.flush()
     for line in sys.stdin:
         sys.stdout.write(json.dumps(answer(line)) + "\n")

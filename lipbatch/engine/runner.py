@@ -207,6 +207,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
                             jobs.start_soon(self._job_task, ordered[job.key], name=f"job {job.output}")
                 nursery.cancel_scope.cancel()
         finally:
+            self.verify = verify_in_thread  # the run's child verifier is closed with its nursery
             for client in self._clients:
                 await client.aclose()
         for plan in work:  # cut short (Ctrl-C): in flight at the provider, or never submitted
