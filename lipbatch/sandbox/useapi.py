@@ -72,7 +72,7 @@ from starlette.routing import BaseRoute, Route
 from lipbatch.sandbox.core import Sandbox
 from lipbatch.sandbox.useapi_accounts import Accounts
 from lipbatch.sandbox.useapi_assets import Assets
-from lipbatch.sandbox.useapi_records import PREFIX, PROVIDER, RecordStore
+from lipbatch.sandbox.useapi_records import PREFIX, PROVIDER, RecordStore, user_id_for
 from lipbatch.sandbox.useapi_requests import (
     VOICES,
     BadRequest,
@@ -83,7 +83,7 @@ from lipbatch.sandbox.useapi_requests import (
 )
 from lipbatch.sandbox.useapi_tasks import Tasks
 
-__all__ = ["BadRequest", "Emulator", "check_common", "check_voice", "read_body"]  # what the kinds' modules use
+__all__ = ["VOICES", "BadRequest", "Emulator", "check_common", "check_voice", "read_body", "user_id_for"]  # used elsewhere
 
 
 class Emulator(Tasks, Assets, Accounts, RecordStore):
