@@ -8,6 +8,13 @@ the GIL handoffs they bring, were a large part of the runner's own time
 lets the other runnable tasks add theirs (one checkpoint), then runs them all, in order,
 in one worker-thread hop. Each caller gets its own result or exception.
 
+The hop is trio's thread cache driven directly (``start_thread_soon``, then one wait to be
+rescheduled): one task step where ``to_thread.run_sync`` takes two, without its thread
+limiter (there is at most one hop per scheduling round).
+
+A call can ask for a follow-up that the whole round needs once (``once_per_round``): the
+renames of many results into one folder share that folder's fsync.
+
 Like ``trio.to_thread.run_sync``, a call cannot be cancelled once queued: it runs, and its
 caller waits for it (a temp file created for a task must be known to that task, which
 removes it). Calls of one batch run one after another, so they must be short; a big
@@ -16,7 +23,9 @@ write or a transfer goes through ``trio.to_thread.run_sync`` on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+import threading
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 import outcome
@@ -25,6 +34,7 @@ import trio
 T = TypeVar("T")
 
 _BATCH: trio.lowlevel.RunVar[_Batch | None] = trio.lowlevel.RunVar("lipbatch_batch", default=None)
+_ROUND = threading.local()  # in the hop's thread: the follow-ups asked for so far, and who asked
 
 
 class _Batch:
@@ -34,8 +44,56 @@ class _Batch:
         self.done = trio.Event()
 
 
-def _run_all(calls: list[Callable[[], Any]]) -> list[outcome.Outcome[Any]]:
-    return [outcome.capture(call) for call in calls]
+def once_per_round(key: Hashable, follow_up: Callable[[], object]) -> bool:
+    """Run ``follow_up`` once, after every call of this hop, for all calls that ask with ``key``.
+
+    True when ``follow_up`` was taken (the first ask for ``key``, or outside a hop: it ran at
+    once); False when an earlier call's follow-up covers this one (``follow_up`` never runs).
+    Its exception is raised to every call that asked for it.
+    """
+    pending: dict[Hashable, tuple[Callable[[], object], list[int]]] | None = getattr(_ROUND, "pending", None)
+    if pending is None:
+        follow_up()
+        return True
+    taken = key not in pending
+    if taken:
+        pending[key] = (follow_up, [])
+    pending[key][1].append(_ROUND.index)
+    return taken
+
+
+def hop_token() -> trio.lowlevel.TrioToken | None:
+    """In a call of a hop: the run's token (``trio.from_thread`` needs it here); else None."""
+    return getattr(_ROUND, "token", None)
+
+
+def _run_all(calls: list[Callable[[], Any]], token: trio.lowlevel.TrioToken) -> list[outcome.Outcome[Any]]:
+    pending: dict[Hashable, tuple[Callable[[], object], list[int]]] = {}
+    _ROUND.pending, _ROUND.token, results = pending, token, []
+    try:
+        for index, call in enumerate(calls):
+            _ROUND.index = index
+            results.append(outcome.capture(call))
+    finally:
+        del _ROUND.pending, _ROUND.token
+    for follow_up, askers in pending.values():
+        failed = outcome.capture(follow_up)
+        if isinstance(failed, outcome.Error):
+            for index in askers:
+                if isinstance(results[index], outcome.Value):
+                    results[index] = outcome.Error(failed.error)
+    return results
+
+
+async def _hop(calls: list[Callable[[], Any]]) -> list[outcome.Outcome[Any]]:
+    """``_run_all(calls)`` in a worker thread from trio's cache; the caller sleeps until it reports back."""
+    task, token, context = trio.lowlevel.current_task(), trio.lowlevel.current_trio_token(), contextvars.copy_context()
+
+    def report(result: outcome.Outcome[list[outcome.Outcome[Any]]]) -> None:
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    trio.lowlevel.start_thread_soon(lambda: context.run(_run_all, calls, token), report, name="lipbatch batched hop")
+    return await trio.lowlevel.wait_task_rescheduled(lambda _raise: trio.lowlevel.Abort.FAILED)  # type: ignore[no-any-return]
 
 
 async def run_sync(call: Callable[[], T]) -> T:
@@ -52,7 +110,7 @@ async def run_sync(call: Callable[[], T]) -> T:
         _BATCH.set(None)
         try:
             with trio.CancelScope(shield=True):  # queued calls run; a cancellation arrives at the next checkpoint
-                batch.results = await trio.to_thread.run_sync(_run_all, batch.calls)
+                batch.results = await _hop(batch.calls)
         finally:
             batch.done.set()
     else:

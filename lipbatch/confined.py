@@ -93,8 +93,12 @@ def create_file(folder: int, name: str) -> int:
 
 
 def publish(folder: int, temp: str, name: str) -> None:
-    """Rename ``temp`` onto ``name`` in ``folder`` and make the rename durable."""
+    """Rename ``temp`` onto ``name`` in ``folder`` (``sync_folder`` makes it durable)."""
     os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+
+
+def sync_folder(folder: int) -> None:
+    """fsync the open ``folder``: the renames made in it are durable (a filesystem that cannot is let be)."""
     with contextlib.suppress(OSError):
         os.fsync(folder)
 

@@ -174,12 +174,19 @@ class _Part:
         await batched.run_sync(sync_close)
 
     async def publish(self) -> None:
+        """Rename into place; the renames of one round into one folder share its fsync."""
         def rename() -> None:
             assert self._folder is not None
             with confined.writing(self.dest):
                 confined.publish(self._folder, self.name, self.dest.name)
             folder, self._folder = self._folder, None  # placed: nothing left for ``discard``
-            os.close(folder)
+            try:
+                same = os.fstat(folder)
+            except BaseException:
+                os.close(folder)
+                raise
+            if not batched.once_per_round(("folder", same.st_dev, same.st_ino), lambda: _sync_close(folder)):
+                os.close(folder)  # an earlier rename's follow-up syncs this folder
 
         await batched.run_sync(rename)
 
@@ -193,6 +200,13 @@ class _Part:
         with contextlib.suppress(OSError):
             os.unlink(self.name, dir_fd=self._folder)
         os.close(self._folder)
+
+
+def _sync_close(folder: int) -> None:
+    try:
+        confined.sync_folder(folder)
+    finally:
+        os.close(folder)
 
 
 @dataclass

@@ -84,30 +84,40 @@ class _Child:
         self.gone = False
         self.ready = False
         self.head_since = 0.0  # when the child started on the oldest waiting request
-        self._send = trio.Lock()
+        self._outbox = bytearray()  # request lines not yet written to the child (``write_requests``)
+        self._has_mail = trio.Event()
         self._work = trio.Event()  # set when a request arrives at an idle child
         self._watching = trio.CancelScope()  # the watchdog's, cancelled when the child goes
 
     async def ask(self, path: Path) -> dict[str, object]:
+        if self.gone:
+            raise _ChildGone(ready=self.ready)
         reply = _Reply()
-        line = json.dumps({"path": str(path)}).encode() + b"\n"
-        async with self._send:  # one writer at a time; the child answers in the order it read
-            if self.gone:
-                raise _ChildGone(ready=self.ready)
-            assert self.process.stdin is not None
-            if not self.waiting:
-                self.head_since = trio.current_time()
-                self._work.set()
-            self.waiting.append(reply)
-            with trio.CancelScope(shield=True):  # a line cut in half would misalign every later answer
-                try:
-                    await self.process.stdin.send_all(line)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.stop()
+        if not self.waiting:
+            self.head_since = trio.current_time()
+            self._work.set()
+        self.waiting.append(reply)  # in the order its line is written: the child answers in that order
+        self._outbox += json.dumps({"path": str(path)}).encode() + b"\n"
+        self._has_mail.set()
         await reply.done.wait()
         if reply.answer is None:
             raise _ChildGone(reply.late, self.ready)
         return reply.answer
+
+    async def write_requests(self) -> None:
+        """Write queued request lines, each round's together (one writer: lines are never interleaved)."""
+        assert self.process.stdin is not None
+        while not self.gone:
+            if not self._outbox:
+                self._has_mail = trio.Event()
+                await self._has_mail.wait()
+                continue
+            lines, self._outbox = bytes(self._outbox), bytearray()
+            with trio.CancelScope(shield=True):  # a line cut in half would misalign every later answer
+                try:
+                    await self.process.stdin.send_all(lines)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.stop()
 
     async def watch(self, timeout: float) -> None:
         """Stop the child when it works on one file for longer than ``timeout`` (time queued behind
@@ -163,6 +173,7 @@ class _Child:
                 self.process.kill()
         while self.waiting:
             self.waiting.popleft().done.set()
+        self._has_mail.set()  # the writer sees the child gone
         self._watching.cancel()
 
     async def close(self) -> None:
@@ -214,6 +225,8 @@ class ProcessVerifier:
 
     async def _running(self) -> _Child | None:
         """The child, (re)started when needed; None once children cannot run here."""
+        if self._child is not None and not self._child.gone:
+            return self._child
         async with self._starting:
             gone = self._child if self._child is not None and self._child.gone else None
             if gone is not None:  # counted once per child, however many requests waited for it
@@ -230,6 +243,7 @@ class ProcessVerifier:
                     return None
                 self.started += 1
                 self._nursery.start_soon(self._child.read_answers, name="verifier answers")
+                self._nursery.start_soon(self._child.write_requests, name="verifier requests")
                 self._nursery.start_soon(self._child.watch, self._timeout, name="verifier watchdog")
             return self._child
 

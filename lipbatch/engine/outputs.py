@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import trio
 
-from lipbatch import confined
+from lipbatch import batched, confined
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job
 from lipbatch.paths import take_path
@@ -145,8 +145,8 @@ def _on_loop(fn: Callable[[], _T]) -> _T:
     """Run ``fn`` on the trio thread: directly when called there, else through ``trio.from_thread``."""
     try:
         trio.lowlevel.current_task()
-    except RuntimeError:  # a worker thread of trio.to_thread
-        return trio.from_thread.run_sync(fn)
+    except RuntimeError:  # a worker thread of trio.to_thread, or of a batched hop
+        return trio.from_thread.run_sync(fn, trio_token=batched.hop_token())
     return fn()
 
 

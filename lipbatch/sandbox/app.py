@@ -222,6 +222,9 @@ class FaultMiddleware:
         self.routes = routes
 
     def _route_name(self, scope: Scope) -> str:
+        route = scope.get("route")  # the router's choice, once it has routed
+        if route is not None and any(route is known for known in self.routes):
+            return getattr(route, "path", "?")
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
@@ -246,14 +249,15 @@ class FaultMiddleware:
         self.sandbox.note_host(headers.get(b"host", b"").decode("latin-1"))
         method, path = scope["method"], scope["path"]
         emulator, download = self._provider(path)
-        self.sandbox.record_request(emulator.name if emulator else None, f"{method} {self._route_name(scope)}")
+        self.sandbox.record_request(emulator.name if emulator else None)
         if emulator is None and not download:
-            await self.app(scope, receive, send)
+            await self._routed(scope, receive, send)
             return
         fault = self.sandbox.draw_fault(method, path, download=download)
         if fault is None:
-            await self.app(scope, receive, send)
+            await self._routed(scope, receive, send)
             return
+        self.sandbox.record_route(f"{method} {self._route_name(scope)}")
         self.sandbox.record_fault(fault if fault in ("429", "reset", "truncate") else "5xx")
         if fault not in ("reset", "truncate"):
             assert emulator is not None
@@ -265,6 +269,26 @@ class FaultMiddleware:
             await response(scope, receive, send)
             return
         await self._cut(scope, receive, send, truncate=fault == "truncate")
+
+    async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app answers; the request's route is counted as the answer starts (the router has chosen
+        it by then), or when the app ends without answering."""
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                self.sandbox.record_route(f"{scope['method']} {self._route_name(scope)}")
+
+        async def send_counted(message: Message) -> None:
+            count()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            count()
 
     async def _cut(self, scope: Scope, receive: Receive, send: Send, *, truncate: bool) -> None:
         """Let the app answer, but deliver only half the body, then end (truncate) or drop (reset)."""

@@ -25,6 +25,7 @@ class VirtualClock:
         self._v0 = 0.0
         self._scale = config.time_scale
         self._moved = trio.Event()  # set (and replaced) whenever the clock jumps or changes pace
+        self._iso_second, self._iso_prefix = -1, ""
 
     def now(self) -> float:
         """Virtual seconds since the sandbox started (real elapsed / time_scale)."""
@@ -57,8 +58,12 @@ class VirtualClock:
 
     def iso(self, virtual: float | None = None) -> str:
         """ISO-8601 UTC with milliseconds and ``Z``, as the providers print timestamps."""
-        stamp = datetime.fromtimestamp(self.epoch(virtual), UTC)
-        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+        millis = int(self.epoch(virtual) * 1000)
+        second, milli = divmod(millis, 1000)
+        if second != self._iso_second:  # every view prints a few stamps of the same second
+            self._iso_second = second
+            self._iso_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{self._iso_prefix}{milli:03d}Z"
 
     async def sleep_until(self, when: float) -> None:
         """Sleep until virtual time ``when`` (re-checking, so time_scale changes apply)."""

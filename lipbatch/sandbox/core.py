@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -74,6 +73,15 @@ __all__ = [
 CONTROL_PREFIX = "/_sandbox"
 TASK_TIMINGS_LIMIT = 10_000  # tasks whose timings stats keep (``extra["task_timings"]``)
 
+
+
+def uuid4_text(digest: bytes) -> str:
+    """``str(uuid.UUID(bytes=digest[:16], version=4))``, without building the UUID (one per request)."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 class Sandbox(Persistence):
     """Shared services handed to every emulator, one instance per app; each part is its own object."""
@@ -146,8 +154,11 @@ class Sandbox(Persistence):
             data["tasks"] = self._timings.to_json()
         return data
 
-    def record_request(self, provider: str | None, route: str) -> None:
+    def record_request(self, provider: str | None, route: str | None = None) -> None:
         self._stats.record_request(provider, route)
+
+    def record_route(self, route: str) -> None:
+        self._stats.record_route(route)
 
     def note_poll(self, lifecycle: Lifecycle, now: float) -> None:
         self._timings.note_poll(lifecycle, now)
@@ -186,7 +197,7 @@ class Sandbox(Persistence):
         """
         self._id_count += 1
         key = f"ids|{self.config.seed}|{self._generation}|{self._id_count}"
-        return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
+        return uuid4_text(hashlib.sha256(key.encode()).digest())
 
     def rng(self, *key: object) -> random.Random:
         """A generator reproducible from the seed and ``key`` (for emulator-side randomness)."""

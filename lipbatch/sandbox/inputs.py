@@ -64,6 +64,8 @@ class Inputs:
 
 _PROBED: OrderedDict[tuple[str, str], MediaInfo | None] = OrderedDict()
 _PROBED_KEEP = 256
+_DIGESTS: OrderedDict[int, tuple[bytes, str]] = OrderedDict()  # id -> (the object, its sha256)
+_DIGESTS_KEEP = 4
 
 
 async def probe_input(data: bytes | None, suffix: str = ".mp4") -> MediaInfo | None:
@@ -74,7 +76,13 @@ async def probe_input(data: bytes | None, suffix: str = ".mp4") -> MediaInfo | N
     """
     if not data:
         return None
-    key = (hashlib.sha256(data).hexdigest(), suffix)
+    known = _DIGESTS.get(id(data))
+    if known is None or known[0] is not data:  # the same object again (a shared clip): not hashed again
+        known = (data, hashlib.sha256(data).hexdigest())
+        _DIGESTS[id(data)] = known
+        while len(_DIGESTS) > _DIGESTS_KEEP:
+            _DIGESTS.popitem(last=False)
+    key = (known[1], suffix)
     if key in _PROBED:
         _PROBED.move_to_end(key)
         return _PROBED[key]

@@ -42,6 +42,7 @@ class ResultFiles:
         """Forget every file (the secret stays)."""
         self.files = FileStore()
         self.url_nonce = 0
+        self._bases: dict[tuple[object, ...], str] = {}
 
     def publish(self, data: bytes, *, filename: str = "output.mp4", provider: str | None = None,
                 media_type: str = "video/mp4") -> str:
@@ -88,8 +89,20 @@ class ResultFiles:
             query["exp"] = exp
         query["sig"] = self._sign(token, exp)
         provider = entry.provider or "sandbox"
-        base = (request if isinstance(request, str) else str(request.base_url)).rstrip("/")
+        base = request if isinstance(request, str) else self._base_url(request)
         return f"{base}{FILES_PREFIX}/{provider}/{token}/{entry.filename}?{urlencode(query)}", expires
+
+    def _base_url(self, request: Request) -> str:
+        """``request.base_url`` without its slash, remembered per (scheme, Host, root path)."""
+        scope = request.scope
+        host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
+        key = (scope.get("scheme"), host, scope.get("root_path"), scope.get("server"))
+        base = self._bases.get(key)
+        if base is None:
+            base = self._bases[key] = str(request.base_url).rstrip("/")
+            if len(self._bases) > 64:
+                self._bases.pop(next(iter(self._bases)))
+        return base
 
     def check_file_url(self, token: str, query: Mapping[str, str]) -> str:
         """'ok' | 'expired' | 'unknown' (unknown token or a signature that does not match)."""

@@ -58,12 +58,17 @@ class Stats:
     def to_json(self) -> dict[str, Any]:
         return {k: dict(v) if isinstance(v, Counter) else v for k, v in self.counts.items()}
 
-    def record_request(self, provider: str | None, route: str) -> None:
-        """Count a request and mark it as the one being answered (for the ``tasks`` polls)."""
+    def record_request(self, provider: str | None, route: str | None = None) -> None:
+        """Count a request and mark it as the one being answered (for the ``tasks`` polls); its route
+        now, or with ``record_route`` once routed."""
         _REQUEST.set(object())  # the middleware's call: what the handler reads belongs to this request
         self.counts["requests"] += 1
         if provider:
             self.counts["requests_by_provider"][provider] += 1
+        if route is not None:
+            self.record_route(route)
+
+    def record_route(self, route: str) -> None:
         self.counts["requests_by_route"][route] += 1
 
     def record_fault(self, kind: str) -> None:

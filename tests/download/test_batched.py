@@ -16,13 +16,13 @@ pytestmark = pytest.mark.anyio
 def hops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of calls each worker-thread hop ran (the real hop runs them)."""
     sizes: list[int] = []
-    real = trio.to_thread.run_sync
+    real = batched._hop
 
-    async def counting(fn, calls, **kwargs):  # type: ignore[no-untyped-def]
+    async def counting(calls):  # type: ignore[no-untyped-def]
         sizes.append(len(calls))
-        return await real(fn, calls, **kwargs)
+        return await real(calls)
 
-    monkeypatch.setattr(batched.trio.to_thread, "run_sync", counting)
+    monkeypatch.setattr(batched, "_hop", counting)
     return sizes
 
 
@@ -88,29 +88,77 @@ async def test_a_queued_call_runs_even_when_its_caller_is_cancelled(hops: list[i
     assert ran[2:] == ["returned", "follower done"]
 
 
-async def test_a_leader_cancelled_while_waiting_for_a_thread_still_runs_the_batch() -> None:
-    """With every worker thread taken, the hop waits for one; cancelling the task that asked first
-    must not drop the calls the others queued behind it."""
+async def test_a_leader_cancelled_while_its_hop_runs_still_delivers_every_call(hops: list[int]) -> None:
+    """Cancelling the task that asked first must not drop the calls the others queued behind it."""
     ran: list[int] = []
-    limiter = trio.CapacityLimiter(1)
+    got: list[int] = []
     release = threading.Event()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trio._threads, "current_default_thread_limiter", lambda: limiter)
 
-        async def caller(i: int, scope_holder: list[trio.CancelScope]) -> None:
-            with trio.CancelScope() as scope:
-                scope_holder.append(scope)
-                await batched.run_sync(lambda: ran.append(i))
+    started: list[int] = []
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, lambda: release.wait(5))  # holds the only thread
-            await trio.sleep(0.05)
-            scopes: list[trio.CancelScope] = []
-            for i in range(3):
-                nursery.start_soon(caller, i, scopes)
-            await trio.sleep(0.05)
-            for scope in scopes:
-                scope.cancel()
-            await trio.sleep(0.05)
-            release.set()
-    assert sorted(ran) == [0, 1, 2]
+    def work(i: int) -> int:
+        started.append(i)
+        if len(started) == 1:  # the first call of the hop holds it
+            release.wait(5)
+        ran.append(i)
+        return i
+
+    async def caller(i: int, scope_holder: list[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            scope_holder.append(scope)
+            got.append(await batched.run_sync(lambda: work(i)))
+
+    async with trio.open_nursery() as nursery:
+        scopes: list[trio.CancelScope] = []
+        for i in range(3):
+            nursery.start_soon(caller, i, scopes)
+        await trio.sleep(0.05)
+        for scope in scopes:
+            scope.cancel()
+        await trio.sleep(0.05)
+        assert ran == []  # the hop still waits in its first call
+        release.set()
+    assert hops == [3]
+    assert ran == started and sorted(ran) == [0, 1, 2]
+    assert sorted(got) == [0, 1, 2]  # each caller got its call's outcome before its cancellation
+
+
+async def test_a_follow_up_runs_once_per_key_after_every_call_of_the_hop(hops: list[int]) -> None:
+    log: list[str] = []
+
+    def fails() -> None:
+        log.append("sync b")
+        raise OSError("b cannot sync")
+
+    def work(i: int, key: str) -> int:
+        log.append(f"call {i}")
+        follow_up = fails if key == "b" else (lambda: log.append(f"sync {key}"))
+        taken = batched.once_per_round(key, follow_up)
+        log.append(f"{i} {'took' if taken else 'joined'} {key}")
+        return i
+
+    outcomes: dict[int, object] = {}
+
+    async def caller(i: int, key: str) -> None:
+        try:
+            outcomes[i] = await batched.run_sync(lambda: work(i, key))
+        except OSError as exc:
+            outcomes[i] = str(exc)
+
+    async with trio.open_nursery() as nursery:
+        for i, key in enumerate(["a", "b", "a", "c", "b"]):
+            nursery.start_soon(caller, i, key)
+    assert hops == [5]
+    calls, syncs = log[:10], log[10:]  # every call first (in the order queued), then each follow-up once
+    assert sorted(line for line in calls if line.startswith("call")) == [f"call {i}" for i in range(5)]
+    took = [line.split()[2] for line in calls if " took " in line]
+    assert sorted(took) == ["a", "b", "c"] and sum(" joined " in line for line in calls) == 2
+    assert syncs == [f"sync {key}" for key in took]  # in the order the keys were first asked for
+    assert outcomes == {0: 0, 1: "b cannot sync", 2: 2, 3: 3, 4: "b cannot sync"}
+
+
+def test_a_follow_up_outside_a_hop_runs_at_once() -> None:
+    log: list[str] = []
+    assert batched.once_per_round("k", lambda: log.append("now")) is True
+    assert batched.once_per_round("k", lambda: log.append("again")) is True
+    assert log == ["now", "again"]
