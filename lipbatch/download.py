@@ -44,7 +44,7 @@ import random
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +70,7 @@ class Downloaded:
     sha256: str
     size: int
     path: Path
+    stat: os.stat_result | None = field(default=None, compare=False)  # as written (a rename keeps size, mtime)
 
 
 class ResultExpiredError(ProviderError):
@@ -118,6 +119,7 @@ class _Part:
         self._folder: int | None = None
         self._file: IO[bytes] | None = None
         self._pending = bytearray()  # received, counted in ``size``, not yet on disk
+        self.stat: os.stat_result | None = None  # once finished
 
     def open(self) -> None:
         """Create the temp file in the output folder, refusing symlinks (``lipbatch.confined``)."""
@@ -169,6 +171,7 @@ class _Part:
                 self._write(data)
             with confined.writing(self.dest):
                 os.fsync(self._file.fileno())
+                self.stat = os.fstat(self._file.fileno())
                 self._file.close()
 
         await batched.run_sync(sync_close)
@@ -267,7 +270,7 @@ async def download(
         if before_publish is not None:
             before_publish(part.hash.hexdigest(), part.size)
         await part.publish()
-        return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest)
+        return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest, stat=part.stat)
     finally:
         part.discard()
 

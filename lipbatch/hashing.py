@@ -152,10 +152,10 @@ class HashCache:
             self._dirty = True
         return info
 
-    def remember(self, path: Path, digest: str) -> None:
+    def remember(self, path: Path, digest: str, st: os.stat_result | None = None) -> None:
         """Record a digest the caller just computed (a download hashed while streaming), so the
-        next check of this file reads nothing."""
-        entry, _st = self._entry(path)
+        next check of this file reads nothing. ``st``: the file's stat, when the caller has it."""
+        entry, _st = self._entry(path, st)
         entry["sha256"] = digest
         self._dirty = True
 

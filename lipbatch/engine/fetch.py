@@ -78,7 +78,7 @@ class FetchPhase:
             except PermanentError as exc:
                 last, url = exc, None
                 continue
-            self.hashes.remember(dest, got.sha256)
+            self.hashes.remember(dest, got.sha256, got.stat)
             written, failure = [job.output], None
             for other in job.outputs[1:]:
                 try:

@@ -116,7 +116,12 @@ class Outputs:
         sha = self.sha(path)
         if sha is None:
             return True
-        verdict, kept = _on_loop(lambda: self._claim(output, key, sha, force))
+        def claim() -> tuple[str, Path | None]:
+            verdict = self._claim(output, key, sha, force)
+            self.state.write_pending()  # on record before this thread moves the file (it goes on at once)
+            return verdict
+
+        verdict, kept = _on_loop(claim)
         if verdict == "take":
             assert kept is not None
             if not kept.exists():

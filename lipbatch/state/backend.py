@@ -70,6 +70,9 @@ class StateBackend(Protocol):
 
     def scrub(self, text: str) -> str: ...
 
+    def write_pending(self) -> None:
+        """Changes held for the current round are written now (a kill -9 keeps them)."""
+
     def close(self) -> None: ...
 
 

@@ -6,7 +6,6 @@ Not thread-safe: one ``State`` is used from one thread (the trio loop).
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import json
 import os
@@ -15,13 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from lipbatch import batched
 from lipbatch.errors import LipbatchError
 from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored secrets become
 from lipbatch.redact import Redactor
 from lipbatch.state.durable import fsync_directory, pwrite_all, replace_all, write_temp
+from lipbatch.state.group_commit import GroupCommit
 from lipbatch.state.lock import acquire_lock, release_lock
 from lipbatch.state.records import (
     REQUIRED_ON_CREATE,
@@ -59,11 +56,11 @@ def write_snapshot(path: Path, data: bytes) -> None:
     replace_all([(write_temp(path, data), path), (write_temp(backup_path(path), data), backup_path(path))])
 
 
-_GATHER_ROUNDS = 3
+_LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # one journal line (built once: ~5 per job)
 _MONEY_STATUSES = (JobStatus.SUBMITTING, JobStatus.IN_FLIGHT)
 
 
-class State:
+class State(GroupCommit):
     """Opened by the runner: holds the lock for its lifetime."""
 
     def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: Redactor):
@@ -82,11 +79,10 @@ class State:
         self._skipped = loaded.skipped
         self._base = loaded.head.base if loaded.head is not None else loaded.seq  # the journal's head
         self._has_head = loaded.head is not None
-        self.group_commit = False  # see ``flush``
+        self._init_group_commit()  # off until the runner sets ``group_commit``
         self.syncs = 0  # journal fsyncs (tests and benchmarks count them)
         self._written = self._synced = 0  # appends written / covered by an fsync
         self._critical = 0  # the last append a flush must cover (money: an intent or a task id)
-        self._syncing: trio.Event | None = None
 
     @classmethod
     def open(cls, path: Path, *, compact_every: int = 1000, redact: Iterable[str] = ()) -> State:
@@ -239,68 +235,30 @@ class State:
     def _append(self, event: dict[str, Any]) -> None:
         """One line, then the head's acknowledged mark, under one fsync: a journal cut later is detected.
 
-        With ``group_commit``, ``flush`` writes the mark and fsyncs once for every line written since.
+        With ``group_commit``, the line goes with its round's and ``flush`` writes the mark and
+        fsyncs once for every line since (``lipbatch.state.group_commit``).
         """
         if self._fd is None:
             raise LipbatchError(f"state {self.path} is closed")
         seq = self._seq + 1
-        line = json.dumps({"format": STATE_FORMAT, "seq": seq, **event}, separators=(",", ":"), allow_nan=False)
-        data = line.encode() + b"\n"
-        try:
-            pwrite_all(self._fd, data, self._journal_size)
-            if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
-                pwrite_all(self._fd, head_line(self._base, seq), 0)
-                os.fsync(self._fd)
-                self.syncs += 1
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next append
-            raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
-        self._journal_size += len(data)
+        data = _LINE.encode({"format": STATE_FORMAT, "seq": seq, **event}).encode() + b"\n"
+        if not self._write_line(data):
+            try:
+                pwrite_all(self._fd, data, self._journal_size)
+                if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
+                    pwrite_all(self._fd, head_line(self._base, seq), 0)
+                    os.fsync(self._fd)
+                    self.syncs += 1
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next append
+                raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
+            self._journal_size += len(data)
         self._journal_events += 1
         self._seq = seq
         self._written += 1
         if not self.group_commit:
             self._synced = self._written
-
-    async def flush(self) -> None:
-        """Group commit: make every change written so far durable, sharing one fsync among callers.
-
-        With ``group_commit`` set, ``update`` writes its line (a killed process keeps it: it is in
-        the kernel) but leaves the fsync to ``flush``, which the runner awaits before a create is
-        sent (the intent) and before the next request for a job whose task id it recorded (a
-        poll or the download): before anything else happens for that job. One caller at a time runs the
-        fsync (after letting runnable jobs write); whoever calls meanwhile waits for it and, if it did
-        not cover their change, for the next one: many jobs' changes share one fsync. Only
-        changes about money (an intent, a task id) make a flush wait; the others (a result URL,
-        DONE, an upload handle) become durable with the next fsync or at close, and losing them
-        to a power cut costs a free re-poll, re-download or re-upload, never money.
-        """
-        target = self._critical  # this caller's money changes, not those written after it asked
-        while self._synced < target:
-            if self._syncing is not None:  # an fsync is under way: wait for it, then look again
-                await self._syncing.wait()
-                continue
-            done = trio.Event()
-            self._syncing = done
-            try:
-                for _ in range(_GATHER_ROUNDS):  # let other runnable jobs write first: one fsync for all
-                    await trio.lowlevel.checkpoint()
-                fd = self._fd
-                if fd is None:
-                    raise LipbatchError(f"state {self.path} is closed")
-                covered = self._written
-                try:
-                    pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
-                    await batched.run_sync(functools.partial(os.fsync, fd))
-                except OSError as exc:
-                    raise LipbatchError(f"cannot write state journal {self._journal}: "
-                                        f"{exc.strerror or exc}") from exc
-                self.syncs += 1
-                self._synced = max(self._synced, covered)
-            finally:
-                self._syncing = None
-                done.set()
 
     def _maybe_compact(self) -> None:
         if self._journal_events >= max(self._compact_every, len(self.jobs) + len(self.uploads) + len(self.takes)):
@@ -313,6 +271,7 @@ class State:
         data = snapshot_bytes(self._seq, self.jobs.values(), self.uploads.values(), self.takes)
         try:
             write_snapshot(self.path, data)
+            self._drop_pending()  # the snapshot holds them; the journal is emptied next
             self._reset_journal()
             self._synced = self._written
         except OSError as exc:
@@ -345,6 +304,7 @@ class State:
         if self._fd is None:
             return
         try:
+            self.group_commit = False  # what this round changed is written first
             if self._journal_events or self._journal_size > HEAD_WIDTH:
                 self.compact()
         finally:

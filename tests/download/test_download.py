@@ -39,6 +39,9 @@ async def test_download_streams_verifies_and_renames(http, origin, tmp_path: Pat
     assert result == Downloaded(sha256=hashlib.sha256(origin.body).hexdigest(), size=len(origin.body), path=dest)
     assert dest.read_bytes() == origin.body
     assert file_sha256(dest) == result.sha256
+    placed = dest.stat()  # what the hash cache is told: the placed file's size and mtime
+    assert result.stat is not None and (result.stat.st_size, result.stat.st_mtime_ns, result.stat.st_ino) == (
+        placed.st_size, placed.st_mtime_ns, placed.st_ino)
     assert _leftovers(dest.parent) == []
     [headers] = origin.requests
     assert headers["accept-encoding"] == "identity"

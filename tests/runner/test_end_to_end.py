@@ -335,6 +335,7 @@ async def test_group_commit_shares_fsyncs_and_records_before_every_request(tmp_p
     h = harness()
     project = h.project(case.manifest)
     unsynced_at_send = []
+    committing = []  # group commit was on when each create was sent (close turns it off)
     app = h.app
 
     async def checking_app(scope, receive, send):
@@ -350,6 +351,7 @@ async def test_group_commit_shares_fsyncs_and_records_before_every_request(tmp_p
                 break
         key = json.loads(body)["name"]  # Creatify's body names the job (its reference: the key, take 1)
         unsynced_at_send.append(max(0, intent_at[key] - opened[0]._synced))
+        committing.append(opened[0].group_commit)
 
         async def replay():
             return messages.pop(0) if messages else await receive()
@@ -360,5 +362,5 @@ async def test_group_commit_shares_fsyncs_and_records_before_every_request(tmp_p
     summary = await h.run(project, environ=case.env)
     assert summary.done == 12
     state = opened[0]
-    assert state.group_commit and len(unsynced_at_send) == 12 and max(unsynced_at_send) == 0
+    assert committing == [True] * 12 and len(unsynced_at_send) == 12 and max(unsynced_at_send) == 0
     assert state.syncs / 12 <= 1.5, state.syncs  # 2 per job without group commit

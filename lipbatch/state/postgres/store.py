@@ -190,6 +190,9 @@ class PostgresState(State):
     async def flush(self) -> None:
         """Nothing waits: every money change was committed (and flushed) before ``update`` returned."""
 
+    def write_pending(self) -> None:
+        """Nothing pending: every change was sent to the server before ``update`` returned."""
+
     def _maybe_compact(self) -> None:
         """Nothing to fold: every change is already a row."""
 

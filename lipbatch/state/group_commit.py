@@ -1,0 +1,167 @@
+"""Group commit for the local state: journal lines written once per scheduling round, fsyncs shared.
+
+Without it every change is a line, the head's acknowledged mark and an fsync. A run sets
+``group_commit``; then:
+
+- **Writes**: inside a trio run, a change's line is kept in memory and written, with every
+  other line of the same scheduling round, in one ``pwrite`` when the round ends (a trio
+  instrument's ``before_io_wait``: before the loop waits for I/O or starts the next round).
+  A worker thread started by a task (``batched``, ``trio.to_thread``) starts in a later round,
+  so the lines written before it asked are in the kernel before it touches a file: the
+  result's sha256 before its rename, a superseded take before its file moves (that one is
+  recorded from a worker thread through the loop, which writes it at once: ``write_pending``).
+  A kill -9 loses at most the current round's lines, none of which any request or file
+  operation has yet depended on.
+- **fsyncs**: ``flush`` (awaited before a create and before the next request for a job whose
+  task id was recorded) writes what is pending, then the head, then one fsync for every
+  caller waiting meanwhile.
+
+Outside a trio run (tests, commands) lines are written at once and only the fsync waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+
+import trio
+
+from lipbatch import batched
+from lipbatch.errors import LipbatchError
+from lipbatch.state.durable import pwrite_all
+from lipbatch.state.replay import head_line
+
+_GATHER_ROUNDS = 3  # scheduling rounds a flush waits for other jobs' changes before its fsync
+
+
+class _RoundEnd(trio.abc.Instrument):
+    """Writes the round's journal lines as the run loop finishes a round."""
+
+    def __init__(self, commit: GroupCommit) -> None:
+        self.commit = commit
+
+    def before_io_wait(self, timeout: float) -> None:
+        try:
+            self.commit.write_pending()
+        except LipbatchError as exc:  # raised by the next change or flush (an instrument must not raise)
+            self.commit.write_error = exc
+
+
+class GroupCommit:
+    """Mixin of ``State``: the journal's writes and fsyncs under group commit."""
+
+    path: Path
+    syncs: int
+    _fd: int | None
+    _journal: Path
+    _journal_size: int
+    _base: int
+    _seq: int
+    _written: int
+    _synced: int
+    _critical: int
+
+    def _init_group_commit(self) -> None:
+        self._group_commit = False
+        self._round_end: _RoundEnd | None = None
+        self._unwritten = bytearray()  # lines of this round, not yet written
+        self.write_error: LipbatchError | None = None
+        self._syncing: trio.Event | None = None
+
+    @property
+    def group_commit(self) -> bool:
+        return self._group_commit
+
+    @group_commit.setter
+    def group_commit(self, on: bool) -> None:
+        if on == self._group_commit:
+            return
+        if not on:
+            try:
+                self.write_pending()
+            finally:
+                if self._round_end is not None:
+                    with contextlib.suppress(KeyError, RuntimeError):  # RuntimeError: the run is over
+                        trio.lowlevel.remove_instrument(self._round_end)
+                    self._round_end = None
+                self._group_commit = False
+            return
+        else:
+            try:
+                round_end = _RoundEnd(self)
+                trio.lowlevel.add_instrument(round_end)
+                self._round_end = round_end
+            except RuntimeError:  # not in a trio run: lines are written at once
+                self._round_end = None
+        self._group_commit = on
+
+    def _write_line(self, data: bytes) -> bool:
+        """Queue ``data`` for the round's write (True), or say it must be written now (False)."""
+        if self.write_error is not None:
+            raise self.write_error
+        if self._round_end is None:
+            return False
+        self._unwritten += data
+        return True
+
+    def write_pending(self) -> None:
+        """Write the lines kept this round (from here on a kill -9 keeps them)."""
+        if not self._unwritten or self._fd is None:
+            return
+        data = bytes(self._unwritten)
+        try:
+            pwrite_all(self._fd, data, self._journal_size)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next write
+            raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
+        self._unwritten.clear()
+        self._journal_size += len(data)
+        self.write_error = None
+
+    def _drop_pending(self) -> None:
+        """The snapshot just written holds every pending line."""
+        self._unwritten.clear()
+
+    async def flush(self) -> None:
+        """Group commit: make every change written so far durable, sharing one fsync among callers.
+
+        The runner awaits it before a create is sent (the intent) and before the next request
+        for a job whose task id it recorded (a poll or the download): before anything else
+        happens for that job. One caller at a time runs the fsync (after letting runnable jobs
+        write); whoever calls meanwhile waits for it and, if it did not cover their change, for
+        the next one: many jobs' changes share one fsync. Only changes about money (an intent, a
+        task id) make a flush wait; the others (a result URL, DONE, an upload handle) become
+        durable with the next fsync or at close, and losing them to a power cut costs a free
+        re-poll, re-download or re-upload, never money.
+        """
+        target = self._critical  # this caller's money changes, not those written after it asked
+        while self._synced < target:
+            if self._syncing is not None:  # an fsync is under way: wait for it, then look again
+                await self._syncing.wait()
+                continue
+            done = trio.Event()
+            self._syncing = done
+            try:
+                for _ in range(_GATHER_ROUNDS):  # let other runnable jobs write first: one fsync for all
+                    await trio.lowlevel.checkpoint()
+                fd = self._fd
+                if fd is None:
+                    raise LipbatchError(f"state {self.path} is closed")
+                if self.write_error is not None:
+                    raise self.write_error
+                covered = self._written
+                self.write_pending()
+                try:
+                    pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
+                    await batched.run_sync(functools.partial(os.fsync, fd))
+                except OSError as exc:
+                    raise LipbatchError(f"cannot write state journal {self._journal}: "
+                                        f"{exc.strerror or exc}") from exc
+                self.syncs += 1
+                self._synced = max(self._synced, covered)
+            finally:
+                self._syncing = None
+                done.set()
