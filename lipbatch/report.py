@@ -14,12 +14,14 @@ command that continues it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from lipbatch import round_end
 from lipbatch.budget import Exposure, Ledger
 from lipbatch.engine.options import Event, Pending, RunSummary
 from lipbatch.pricing import UNITS, dollars, plain, usd
@@ -40,12 +42,18 @@ def log_path(state_path: Path) -> Path:
 
 
 class RunLog:
-    """The run's log file: opened for appending, one flushed line per event."""
+    """The run's log file, opened for appending: one line per event.
+
+    Inside a trio run the lines of one scheduling round reach the file together as the round
+    ends (``lipbatch.round_end``); elsewhere each line is flushed at once.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO | None = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._stop_round_flushes = round_end.call_each_round(self.flush)
+        self._dirty = False
 
     def write(self, text: str, when: float | None = None) -> None:
         if self._file is None:
@@ -53,8 +61,20 @@ class RunLog:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when if when is not None else time.time()))
         try:
             self._file.write(f"{stamp} {text}\n")
-            self._file.flush()
         except OSError:  # a full disk must not stop a run that is paying for work
+            self._file = None
+            return
+        self._dirty = True
+        if self._stop_round_flushes is None:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._dirty or self._file is None:
+            return
+        self._dirty = False
+        try:
+            self._file.flush()
+        except OSError:
             self._file = None
 
     def event(self, event: Event) -> None:
@@ -63,8 +83,12 @@ class RunLog:
         self.write(f"{event.type}: {describe(event) or event.message or ''}".rstrip(": "), event.time)
 
     def close(self) -> None:
+        if self._stop_round_flushes is not None:
+            self._stop_round_flushes()
+            self._stop_round_flushes = None
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
 
 

@@ -189,7 +189,7 @@ class _Child:
 
 
 class ProcessVerifier:
-    """Verifies in a child process, started at the first result, restarted after a crash or a hang.
+    """Verifies in a child process, started with the run, restarted after a crash or a hang.
 
     A child that cannot be started, or exits twice in a row before it is ready (an environment
     problem, not a file's), leaves the rest of the run to ``verify_in_thread``: never a paid
@@ -203,6 +203,7 @@ class ProcessVerifier:
         self._starting = trio.Lock()
         self._failed_starts = 0  # in a row
         self.in_thread = False  # children cannot run here: decoding in a worker thread instead
+        self._closed = False
         self.started = 0  # children started (tests count them)
 
     async def __call__(self, path: Path) -> MediaInfo:
@@ -228,6 +229,8 @@ class ProcessVerifier:
         if self._child is not None and not self._child.gone:
             return self._child
         async with self._starting:
+            if self._closed:
+                return None
             gone = self._child if self._child is not None and self._child.gone else None
             if gone is not None:  # counted once per child, however many requests waited for it
                 self._failed_starts = 0 if gone.ready else self._failed_starts + 1
@@ -247,9 +250,16 @@ class ProcessVerifier:
                 self._nursery.start_soon(self._child.watch, self._timeout, name="verifier watchdog")
             return self._child
 
+    async def start(self) -> None:
+        """Start the child now (it takes ~0.1 s), so the first result does not wait for it."""
+        await self._running()
+
     async def aclose(self) -> None:
-        if self._child is not None:
-            await self._child.close()
+        async with self._starting:  # a start under way ends first; none begins after this
+            self._closed = True
+            child = self._child
+        if child is not None:
+            await child.close()
 
 
 async def _spawn() -> trio.Process:
@@ -269,6 +279,7 @@ async def open_verifier(results: int, mode: str = "auto") -> AsyncIterator[Verif
         return
     async with trio.open_nursery() as nursery:
         verifier = ProcessVerifier(nursery)
+        nursery.start_soon(verifier.start, name="verifier start")  # ready by the first result
         try:
             yield verifier
         finally:

@@ -89,7 +89,7 @@ class ResultFiles:
             query["exp"] = exp
         query["sig"] = self._sign(token, exp)
         provider = entry.provider or "sandbox"
-        base = request if isinstance(request, str) else self._base_url(request)
+        base = request.rstrip("/") if isinstance(request, str) else self._base_url(request)
         return f"{base}{FILES_PREFIX}/{provider}/{token}/{entry.filename}?{urlencode(query)}", expires
 
     def _base_url(self, request: Request) -> str:

@@ -4,8 +4,8 @@ Without it every change is a line, the head's acknowledged mark and an fsync. A 
 ``group_commit``; then:
 
 - **Writes**: inside a trio run, a change's line is kept in memory and written, with every
-  other line of the same scheduling round, in one ``pwrite`` when the round ends (a trio
-  instrument's ``before_io_wait``: before the loop waits for I/O or starts the next round).
+  other line of the same scheduling round, in one ``pwrite`` when the round ends
+  (``lipbatch.round_end``).
   A worker thread started by a task (``batched``, ``trio.to_thread``) starts in a later round,
   so the lines written before it asked are in the kernel before it touches a file: the
   result's sha256 before its rename, a superseded take before its file moves (that one is
@@ -24,29 +24,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
-from lipbatch import batched
+from lipbatch import batched, round_end
 from lipbatch.errors import LipbatchError
 from lipbatch.state.durable import pwrite_all
 from lipbatch.state.replay import head_line
 
 _GATHER_ROUNDS = 3  # scheduling rounds a flush waits for other jobs' changes before its fsync
-
-
-class _RoundEnd(trio.abc.Instrument):
-    """Writes the round's journal lines as the run loop finishes a round."""
-
-    def __init__(self, commit: GroupCommit) -> None:
-        self.commit = commit
-
-    def before_io_wait(self, timeout: float) -> None:
-        try:
-            self.commit.write_pending()
-        except LipbatchError as exc:  # raised by the next change or flush (an instrument must not raise)
-            self.commit.write_error = exc
 
 
 class GroupCommit:
@@ -65,7 +53,7 @@ class GroupCommit:
 
     def _init_group_commit(self) -> None:
         self._group_commit = False
-        self._round_end: _RoundEnd | None = None
+        self._stop_round_writes: Callable[[], None] | None = None
         self._unwritten = bytearray()  # lines of this round, not yet written
         self.write_error: LipbatchError | None = None
         self._syncing: trio.Event | None = None
@@ -78,30 +66,29 @@ class GroupCommit:
     def group_commit(self, on: bool) -> None:
         if on == self._group_commit:
             return
-        if not on:
-            try:
-                self.write_pending()
-            finally:
-                if self._round_end is not None:
-                    with contextlib.suppress(KeyError, RuntimeError):  # RuntimeError: the run is over
-                        trio.lowlevel.remove_instrument(self._round_end)
-                    self._round_end = None
-                self._group_commit = False
+        if on:
+            self._stop_round_writes = round_end.call_each_round(self._write_round)  # None outside a run
+            self._group_commit = True
             return
-        else:
-            try:
-                round_end = _RoundEnd(self)
-                trio.lowlevel.add_instrument(round_end)
-                self._round_end = round_end
-            except RuntimeError:  # not in a trio run: lines are written at once
-                self._round_end = None
-        self._group_commit = on
+        try:
+            self.write_pending()
+        finally:
+            if self._stop_round_writes is not None:
+                self._stop_round_writes()
+                self._stop_round_writes = None
+            self._group_commit = False
+
+    def _write_round(self) -> None:
+        try:
+            self.write_pending()
+        except LipbatchError as exc:  # raised by the next change or flush (a round's end must not raise)
+            self.write_error = exc
 
     def _write_line(self, data: bytes) -> bool:
         """Queue ``data`` for the round's write (True), or say it must be written now (False)."""
         if self.write_error is not None:
             raise self.write_error
-        if self._round_end is None:
+        if self._stop_round_writes is None:
             return False
         self._unwritten += data
         return True
