@@ -12,6 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import trio
@@ -98,9 +99,13 @@ class CookielessClient(httpx.AsyncClient):
     loop in ``benchmarks/overhead.py``).
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._none = _NoCookies()
+
     @property  # type: ignore[override]
     def cookies(self) -> httpx.Cookies:
-        return _NoCookies()
+        return self._none
 
     @cookies.setter
     def cookies(self, cookies: httpx._types.CookieTypes) -> None:

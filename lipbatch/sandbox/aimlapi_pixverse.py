@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox.core import (
@@ -57,6 +57,7 @@ from lipbatch.sandbox.core import (
     json_body,
     probe_input,
 )
+from lipbatch.sandbox.responses import JSONResponse
 
 MODEL = "pixverse/lip-sync"
 SPEAKERS = ("Harper", "Ava", "Isabella", "Sophia", "Emily", "Chloe", "Julia", "Mason", "Jack", "Liam", "James",

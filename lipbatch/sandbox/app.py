@@ -35,12 +35,13 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lipbatch.sandbox import aimlapi_pixverse, creatify, magichour, useapi
 from lipbatch.sandbox.core import CONTROL_PREFIX, FILES_PREFIX, Emulator, Sandbox, SandboxConfig, json_body
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.world import SaveAfterRequests, World, serving
 
 EMULATOR_MODULES = (useapi, magichour, aimlapi_pixverse, creatify)

@@ -51,11 +51,12 @@ from urllib.parse import urlsplit
 
 import trio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox import render as media
 from lipbatch.sandbox.core import Lifecycle, Sandbox, accepts, forget_tasks, json_body, probe_input
+from lipbatch.sandbox.responses import JSONResponse
 
 PATH = "/api/lipsyncs_v2/"
 ASPECT_RATIOS = ("9x16", "16x9", "1x1")

@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox.core import (
@@ -63,6 +63,7 @@ from lipbatch.sandbox.core import (
     probe_input,
     record_json,
 )
+from lipbatch.sandbox.responses import JSONResponse
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "m4v", "mov", "webm"),

@@ -9,7 +9,6 @@ kept across resets and in a world, so URLs stay valid after a reload.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import random
@@ -66,7 +65,7 @@ class ResultFiles:
 
     def sign(self, text: str) -> str:
         """HMAC of ``text`` under this world's secret (kept across reloads, so URLs stay valid)."""
-        return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.secret, text.encode(), "sha256").hex()
 
     def _sign(self, token: str, exp: str) -> str:
         return self.sign(f"{token}|{exp}")[:24]

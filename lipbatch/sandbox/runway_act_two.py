@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.useapi import BadRequest, check_common, check_voice, read_body
 
 if TYPE_CHECKING:

@@ -66,10 +66,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox.core import Sandbox
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.useapi_accounts import Accounts
 from lipbatch.sandbox.useapi_assets import Assets
 from lipbatch.sandbox.useapi_records import PREFIX, PROVIDER, RecordStore, user_id_for

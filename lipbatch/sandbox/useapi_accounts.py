@@ -10,9 +10,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from lipbatch.sandbox.core import accepts, account_label, bearer_token
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.useapi_records import DEFAULT_MAX_JOBS, PROVIDER, Account, user_id_for
 from lipbatch.sandbox.useapi_requests import BadRequest, check_max_jobs, json_error, read_body
 

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from lipbatch.sandbox.core import probe_input
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.useapi_records import ID_RE, PROVIDER, Account, Asset
 from lipbatch.sandbox.useapi_requests import CONTENT_TYPES, BadRequest, json_error, paging
 

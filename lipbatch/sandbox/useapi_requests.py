@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+
+from lipbatch.sandbox.responses import JSONResponse
 
 CONTENT_TYPES: dict[str, tuple[str, str]] = {
     "image/png": ("image", "png"), "image/jpeg": ("image", "jpeg"), "image/gif": ("image", "gif"),

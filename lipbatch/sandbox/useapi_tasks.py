@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.useapi_records import ID_RE, MEDIA_INPUTS, PROVIDER, STATUSES, Asset, Task
 from lipbatch.sandbox.useapi_requests import BadRequest, check_max_jobs, json_error, paging
 
