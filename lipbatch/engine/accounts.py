@@ -108,7 +108,7 @@ class CookielessClient(httpx.AsyncClient):
         return self._none
 
     @cookies.setter
-    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+    def cookies(self, cookies: object) -> None:
         raise TypeError("this client keeps no cookies")
 
 
