@@ -41,7 +41,11 @@ class _Batch:
     def __init__(self) -> None:
         self.calls: list[Callable[[], Any]] = []
         self.results: list[outcome.Outcome[Any]] = []
-        self.done = trio.Event()
+        self.waiting: list[trio.lowlevel.Task] = []  # the callers after the first, until the hop is back
+
+
+def _not_cancellable(_raise_cancel: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED  # a queued call runs: its caller waits for it (cancelled at its next checkpoint)
 
 
 def once_per_round(key: Hashable, follow_up: Callable[[], object]) -> bool:
@@ -93,29 +97,28 @@ async def _hop(calls: list[Callable[[], Any]]) -> list[outcome.Outcome[Any]]:
         token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
     trio.lowlevel.start_thread_soon(lambda: context.run(_run_all, calls, token), report, name="lipbatch batched hop")
-    return await trio.lowlevel.wait_task_rescheduled(lambda _raise: trio.lowlevel.Abort.FAILED)  # type: ignore[no-any-return]
+    return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)  # type: ignore[no-any-return]
 
 
 async def run_sync(call: Callable[[], T]) -> T:
     """``call()`` in a worker thread, in one hop with the calls other tasks make in this round."""
     batch = _BATCH.get()
-    leader = batch is None
-    if batch is None:
+    if batch is None:  # the first caller of the round runs the hop
         batch = _Batch()
         _BATCH.set(batch)
-    index = len(batch.calls)
-    batch.calls.append(call)
-    if leader:
+        batch.calls.append(call)
         await trio.lowlevel.cancel_shielded_checkpoint()  # the others join; never cancelled half-queued
         _BATCH.set(None)
         try:
-            with trio.CancelScope(shield=True):  # queued calls run; a cancellation arrives at the next checkpoint
-                batch.results = await _hop(batch.calls)
+            batch.results = await _hop(batch.calls)
         finally:
-            batch.done.set()
-    else:
-        with trio.CancelScope(shield=True):  # queued: it runs whether or not this task is cancelled
-            await batch.done.wait()
-    if index >= len(batch.results):  # the hop itself failed (no thread could start): the leader saw why
+            for waiting in batch.waiting:
+                trio.lowlevel.reschedule(waiting)
+        return batch.results[0].unwrap()  # type: ignore[no-any-return]
+    index = len(batch.calls)
+    batch.calls.append(call)
+    batch.waiting.append(trio.lowlevel.current_task())
+    await trio.lowlevel.wait_task_rescheduled(_not_cancellable)  # queued: it runs whether or not we are cancelled
+    if index >= len(batch.results):  # the hop itself failed (no thread could start): the first caller saw why
         raise RuntimeError("a worker thread could not run this call")
     return batch.results[index].unwrap()  # type: ignore[no-any-return]
