@@ -184,7 +184,8 @@ class _Part:
                 confined.publish(self._folder, self.name, self.dest.name)
             folder, self._folder = self._folder, None  # placed: nothing left for ``discard``
             try:
-                same = os.fstat(folder)
+                with confined.writing(self.dest):
+                    same = os.fstat(folder)
             except BaseException:
                 os.close(folder)
                 raise
