@@ -12,7 +12,8 @@ longer than ``timeout`` (it is then killed), counts as not playable (``MediaErro
 re-downloads a bounded number of times). A child that cannot start, or exits twice in a row
 before it says it is ready, is an environment problem, not a file's: the run then decodes in a
 worker thread. A small run verifies in a worker thread from the start, because starting the
-child (~0.1 s of CPU to import PyAV) would cost more than it saves.
+child (~0.1 s of CPU to import PyAV) would cost more than it saves; there a file not checked within
+``timeout`` counts as not playable too (its thread is abandoned, not killed).
 
 The child says ``{"ready": true}`` once it can work, then reads one JSON line per file
 (``{"path": ...}``) on stdin and answers one line per file, in order, on stdout:
@@ -50,9 +51,25 @@ _CHILD_ENV = ("PATH", "PYTHONHOME", "LD_LIBRARY_PATH", "HOME", "LANG", "LC_ALL",
               "SYSTEMROOT")
 
 
-async def verify_in_thread(path: Path) -> MediaInfo:
-    """``verify_playable`` in a worker thread (small runs)."""
-    return await trio.to_thread.run_sync(verify_playable, path)
+#: worker threads decoding at once (a decoder that hangs holds one until the process ends)
+_THREAD_DECODES: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("lipbatch_thread_decodes")
+
+
+async def verify_in_thread(path: Path, timeout: float = TIMEOUT) -> MediaInfo:
+    """``verify_playable`` in a worker thread (small runs), bounded like the child: a file not
+    checked within ``timeout`` counts as not playable and its thread is left to finish alone.
+
+    Such threads draw from their own few slots, so decoders that hang can only slow verification
+    (whose waits the timeout covers too), never the run's other worker-thread work.
+    """
+    try:
+        limiter = _THREAD_DECODES.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(4)
+        _THREAD_DECODES.set(limiter)
+    with trio.move_on_after(timeout):
+        return await trio.to_thread.run_sync(verify_playable, path, abandon_on_cancel=True, limiter=limiter)
+    raise MediaError(f"{path}: not checked within {timeout:g} s (the decoder did not finish)")
 
 
 class _ChildGone(Exception):

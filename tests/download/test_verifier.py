@@ -511,3 +511,27 @@ async def test_runs_with_the_process_verifier(tmp_path: Path, media: Media, spaw
                 for p in (project_p, project_t)]
     assert statuses[0] == statuses[1] == sorted([JobStatus.DONE.value] * 2 + [JobStatus.SUCCEEDED.value])
     assert events_p.count("job_retry") == events_t.count("job_retry") > 0  # the same re-downloads
+
+
+async def test_a_decode_hanging_in_a_thread_times_out_and_blocks_no_other_thread_work(
+        good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small runs decode in a worker thread: a file the decoder never finishes counts as not
+    playable, and the abandoned threads hold only the decoding slots."""
+    import threading
+
+    release = threading.Event()
+
+    def hang(path: Path) -> MediaInfo:
+        release.wait(30)
+        return verify_playable(path)
+
+    monkeypatch.setattr(verifier_module, "verify_playable", hang)
+    try:
+        for _ in range(6):  # more than its slots: the later ones time out waiting for one
+            with pytest.raises(MediaError, match="not checked within"):
+                await verify_in_thread(good, timeout=0.2)
+        assert await trio.to_thread.run_sync(lambda: 42) == 42  # the run's other thread work goes on
+    finally:
+        release.set()
+    monkeypatch.undo()
+    assert (await verify_in_thread(good)).has_video  # the slots come back once the threads end
