@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from lipbatch import round_end
+
 T = TypeVar("T")
 
 _BATCH: trio.lowlevel.RunVar[_Batch | None] = trio.lowlevel.RunVar("lipbatch_batch", default=None)
@@ -96,6 +98,7 @@ async def _hop(calls: list[Callable[[], Any]]) -> list[outcome.Outcome[Any]]:
     def report(result: outcome.Outcome[list[outcome.Outcome[Any]]]) -> None:
         token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
+    round_end.run_now()  # a call queued this round may follow a change of this round: it is written first
     trio.lowlevel.start_thread_soon(lambda: context.run(_run_all, calls, token), report, name="lipbatch batched hop")
     return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)  # type: ignore[no-any-return]
 

@@ -6,10 +6,11 @@ Without it every change is a line, the head's acknowledged mark and an fsync. A 
 - **Writes**: inside a trio run, a change's line is kept in memory and written, with every
   other line of the same scheduling round, in one ``pwrite`` when the round ends
   (``lipbatch.round_end``).
-  A worker thread started by a task (``batched``, ``trio.to_thread``) starts in a later round,
-  so the lines written before it asked are in the kernel before it touches a file: the
-  result's sha256 before its rename, a superseded take before its file moves (that one is
-  recorded from a worker thread through the loop, which writes it at once: ``write_pending``).
+  A worker thread of ``trio.to_thread`` starts in a later round than the change before it,
+  and a ``batched`` hop does the round's writes before it starts, so a change is in the kernel
+  before the file operation that follows it: the result's sha256 before its rename, a
+  superseded take before its file moves (that one is recorded from a worker thread through the
+  loop, which writes it at once: ``write_pending``).
   A kill -9 loses at most the current round's lines, none of which any request or file
   operation has yet depended on.
 - **fsyncs**: ``flush`` (awaited before a create and before the next request for a job whose

@@ -85,6 +85,19 @@ def test_a_worker_thread_started_after_a_change_finds_it_written(path: Path) -> 
     trio.run(main)
 
 
+def test_a_hop_started_within_the_round_finds_the_rounds_lines_written(path: Path) -> None:
+    """A call queued into a hop in the round of its own change (the hop starts within that round)."""
+    async def main() -> None:
+        state = State.open(path)
+        state.group_commit = True
+        new_job(state, "k1")
+        (seen,) = await batched._hop([lambda: _keys(path)])  # no checkpoint between the change and the hop
+        assert seen.unwrap() == ["k1"]
+        state.close()
+
+    trio.run(main)
+
+
 def test_flush_writes_the_round_then_fsyncs_once_for_every_waiting_job(path: Path, writes: list[int]) -> None:
     async def main() -> None:
         state = State.open(path)
