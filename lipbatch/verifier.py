@@ -269,7 +269,8 @@ class ProcessVerifier:
 
     async def start(self) -> None:
         """Start the child now (it takes ~0.1 s), so the first result does not wait for it."""
-        await self._running()
+        with contextlib.suppress(Exception):  # whatever stops it is met again, per result, by ``__call__``
+            await self._running()
 
     async def aclose(self) -> None:
         async with self._starting:  # a start under way ends first; none begins after this
