@@ -39,14 +39,10 @@ Contract: ../shared/providers/magichour-lipsync.md. Readings where the docs are 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,36 +59,13 @@ from lipbatch.sandbox.core import (
     probe_input,
     record_json,
 )
+from lipbatch.sandbox.magichour_requests import Invalid, lip_sync_spec
+from lipbatch.sandbox.magichour_uploads import Upload, Uploads
 from lipbatch.sandbox.responses import JSONResponse
 
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "video": ("mp4", "m4v", "mov", "webm"),
-    "audio": ("mp3", "wav", "aac", "flac", "webm", "m4a", "weba", "opus", "ogg", "oga", "aiff", "amr"),
-    "image": ("png", "jpg", "jpeg", "heic", "webp", "avif", "jp2", "tiff", "bmp"),
-}
-GENERATION_MODES = ("lite", "standard", "pro")
 PLAN_CONCURRENCY: dict[str, int | None] = {"free": 1, "creator": 3, "pro": 5, "business": None}
-UPLOAD_URL_TTL = 3600.0
-UPLOAD_RETENTION = 7 * 86400.0
 DOWNLOAD_TTL = 86400.0
 ESTIMATE_FPS = 30.0
-_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>'
-
-
-class Invalid(Exception):
-    """A request field is wrong; the message names it."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class _Upload:
-    path: str
-    url_expires: float
-    token: str | None = None  # the stored bytes (a sandbox file), once PUT
-    stored_at: float | None = None
 
 
 @dataclass
@@ -117,11 +90,7 @@ class _Project:
     settled: bool = False
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class Emulator:
+class Emulator(Uploads):
     """Magic Hour: upload URLs, lip-sync projects, per-plan concurrency, frame credits."""
 
     name = "magichour"
@@ -129,7 +98,7 @@ class Emulator:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        self.uploads: dict[str, _Upload] = {}
+        self.uploads: dict[str, Upload] = {}
         self.projects: dict[str, _Project] = {}
         sandbox.add_input_resolver(self._resolve_url)
 
@@ -171,87 +140,12 @@ class Emulator:
                 "projects": [record_json(p, lifecycle=p.lifecycle.to_json()) for p in self.projects.values()]}
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        self.uploads = {path: _Upload(path, float(expires), token, stored_at)
+        self.uploads = {path: Upload(path, float(expires), token, stored_at)
                         for path, expires, token, stored_at in data["uploads"]}
         self.projects = {}
         for fields in data["projects"]:
             lifecycle = self.sandbox.lifecycle_from_json(self.name, fields["account"], fields["lifecycle"])
             self.projects[fields["id"]] = _Project(**(fields | {"lifecycle": lifecycle}))
-
-    # -- uploads --------------------------------------------------------------------------------
-
-    def _sign(self, path: str, expires: float) -> str:
-        return self.sandbox.sign(f"magichour|{path}|{expires:.3f}")
-
-    async def _upload_urls(self, request: Request) -> Response:
-        if not accepts(self.sandbox, bearer_token(request) or ""):
-            return self.error(401, "Unauthorized")
-        body = await json_body(request)
-        try:
-            items = _upload_items(body)
-        except Invalid as exc:
-            return self.error(exc.status, str(exc))
-        now = self.sandbox.now()
-        expires = now + UPLOAD_URL_TTL
-        base = str(request.base_url).rstrip("/")
-        answer = []
-        for kind, extension in items:
-            path = f"api-assets/{self.sandbox.new_id().replace('-', '')}/{kind}.{extension}"
-            self.uploads[path] = _Upload(path, expires)
-            query = f"X-Amz-Expires={expires:.3f}&X-Amz-Signature={self._sign(path, expires)}"
-            answer.append({"upload_url": f"{base}/{path}?{query}", "expires_at": self.sandbox.iso(expires),
-                           "file_path": path})
-        return JSONResponse({"items": answer})
-
-    async def _put_asset(self, request: Request) -> Response:
-        path = f"api-assets/{request.path_params['asset']}/{request.path_params['filename']}"
-        upload = self.uploads.get(path)
-        try:
-            expires = float(request.query_params.get("X-Amz-Expires", ""))
-        except ValueError:
-            expires = -1.0
-        signature = request.query_params.get("X-Amz-Signature", "")
-        if upload is None or not hmac.compare_digest(self._sign(path, expires), signature):
-            return Response(_S3_ERROR.format("SignatureDoesNotMatch", "The request signature we calculated "
-                                             "does not match the signature you provided."),
-                            status_code=403, media_type="application/xml")
-        if self.sandbox.now() >= upload.url_expires:
-            return Response(_S3_ERROR.format("AccessDenied", "Request has expired"), status_code=403,
-                            media_type="application/xml")
-        data = await request.body()
-        self.sandbox.drop_file(upload.token)  # a second PUT replaces the object
-        upload.token = self.sandbox.publish(data, filename=path.rsplit("/", 1)[-1], provider=self.name,
-                                            media_type=request.headers.get("content-type", "application/octet-stream"))
-        upload.stored_at = self.sandbox.now()
-        return Response(b"", status_code=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
-
-    def _stored(self, path: str) -> bytes | None:
-        upload = self.uploads.get(path)
-        if upload is None or upload.token is None or upload.stored_at is None:
-            return None
-        if self.sandbox.now() >= upload.stored_at + UPLOAD_RETENTION:
-            return None
-        return self.sandbox.file_bytes(upload.token)
-
-    def _resolve_url(self, url: str) -> bytes | None:
-        path = urlsplit(url).path.lstrip("/")
-        return self._stored(path) if path.startswith("api-assets/") else None
-
-    def _input(self, value: str, field_name: str, kind: str) -> tuple[bool, bytes | None]:
-        """(reachable, bytes) for a file_path or URL input; raises ``Invalid`` for unusable ones."""
-        if value.startswith("api-assets/"):
-            data = self._stored(value)
-            if data is None:
-                raise Invalid(f"{field_name}: file {value} not found (not uploaded, or deleted after 7 days)")
-            return True, data
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise Invalid(f"{field_name}: must be a file_path from /v1/files/upload-urls or an http(s) URL")
-        extension = parts.path.rsplit(".", 1)[-1].lower() if "." in parts.path.rsplit("/", 1)[-1] else ""
-        if extension not in EXTENSIONS[kind]:
-            raise Invalid(f"{field_name}: the URL path must end with one of .{', .'.join(EXTENSIONS[kind])}")
-        data = self.sandbox.fetch_input(value)
-        return data is not None, data
 
     # -- lip sync -------------------------------------------------------------------------------
 
@@ -270,7 +164,7 @@ class Emulator:
         account = account_label(key)
         body = await json_body(request)
         try:
-            spec = _lip_sync_spec(body)
+            spec = lip_sync_spec(body)
             if spec["mode"] == "pro" and self._plan() == "free":
                 raise Invalid("style.generation_mode: pro requires a Creator, Pro or Business plan", 403)
             assets = spec["assets"]
@@ -392,77 +286,3 @@ def _base36(number: int) -> str:
     return out or "0"
 
 
-def _upload_items(body: Any) -> list[tuple[str, str]]:
-    if body is None:
-        raise Invalid("Missing request body")
-    if not isinstance(body, dict):
-        raise Invalid("body: expected an object")
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise Invalid("items: must be a non-empty array")
-    out = []
-    for index, item in enumerate(items):
-        where = f"items[{index}]"
-        if not isinstance(item, dict):
-            raise Invalid(f"{where}: expected an object")
-        kind, extension = item.get("type"), item.get("extension")
-        if kind not in EXTENSIONS:
-            raise Invalid(f"{where}.type: must be one of video, audio, image")
-        if not isinstance(extension, str) or not extension:
-            raise Invalid(f"{where}.extension: required")
-        if not re.fullmatch(r"[a-z0-9]+", extension) or extension not in EXTENSIONS[kind]:
-            raise Invalid(f"{where}.extension: {extension!r} is not a supported {kind} extension "
-                          f"(lowercase, no dot: {', '.join(EXTENSIONS[kind])})")
-        out.append((kind, extension))
-    return out
-
-
-def _lip_sync_spec(body: Any) -> dict[str, Any]:
-    """The validated create request; raises ``Invalid`` naming the first bad field."""
-    if body is None:
-        raise Invalid("Missing request body")
-    if not isinstance(body, dict):
-        raise Invalid("body: expected an object")
-    start, end = body.get("start_seconds"), body.get("end_seconds")
-    if not _number(start):
-        raise Invalid("start_seconds: required number")
-    if start < 0:
-        raise Invalid("start_seconds: must be >= 0")
-    if not _number(end):
-        raise Invalid("end_seconds: required number")
-    if end < 0.1:
-        raise Invalid("end_seconds: must be >= 0.1")
-    if end <= start:
-        raise Invalid("end_seconds: must be greater than start_seconds")
-    name = body.get("name")
-    if name is not None and not isinstance(name, str):
-        raise Invalid("name: must be a string")
-    for dim in ("width", "height"):
-        if body.get(dim) is not None and not isinstance(body[dim], int):
-            raise Invalid(f"{dim}: must be an integer or null")
-    limit = body.get("max_fps_limit")
-    if limit is not None and (not _number(limit) or limit < 1):
-        raise Invalid("max_fps_limit: must be a number >= 1")
-    style = body.get("style") or {}
-    if not isinstance(style, dict):
-        raise Invalid("style: expected an object")
-    mode = style.get("generation_mode", "lite")
-    if mode not in GENERATION_MODES:
-        raise Invalid(f"style.generation_mode: must be one of {', '.join(GENERATION_MODES)}")
-    assets = body.get("assets")
-    if not isinstance(assets, dict):
-        raise Invalid("assets: required object")
-    source = assets.get("video_source")
-    if source not in ("file", "youtube"):
-        raise Invalid("assets.video_source: must be one of file, youtube")
-    needed = "video_file_path" if source == "file" else "youtube_url"
-    value = assets.get(needed)
-    if not isinstance(value, str) or not value:
-        raise Invalid(f"assets.{needed}: required when video_source is {source}")
-    if source == "youtube" and urlsplit(value).scheme not in ("http", "https"):
-        raise Invalid("assets.youtube_url: must be a URL")
-    audio = assets.get("audio_file_path")
-    if not isinstance(audio, str) or not audio:
-        raise Invalid("assets.audio_file_path: required, minLength 1")
-    return {"start": float(start), "end": float(end), "name": name, "mode": mode,
-            "fps_limit": float(limit) if limit is not None else None, "assets": assets}
