@@ -92,3 +92,16 @@ def test_notice_imports_and_splits_cold_from_learned_jobs():
     rows = notice.per_task(tasks, 10.0)
     assert [r["learned"] for r in rows] == [False] * 5 + [True] * 2  # created once 5 were noticed
     assert all(r["lag"] == pytest.approx(0.1) and r["polls"] == 2 for r in rows)
+
+
+@pytest.mark.slow
+def test_compare_measures_two_trees_interleaved_and_reports_their_ratio():
+    """The working tree against its own HEAD (exported with git archive: the repository is only read)."""
+    root = BENCHMARKS.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing to export a commit from")
+    compare = load("compare")
+    rows = compare.compare(["HEAD", "."], rounds=1, jobs=3)
+    assert [row[0] for row in rows] == ["HEAD", "."]
+    assert all(row[2] > 0 and row[3] > 0 for row in rows)  # jobs/s and CPU per job were measured
+    assert rows[0][5] == "1.00x"
