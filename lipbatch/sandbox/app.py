@@ -221,10 +221,11 @@ class FaultMiddleware:
         self.app = app
         self.sandbox = sandbox
         self.routes = routes
+        self._route_ids = {id(route) for route in routes}
 
     def _route_name(self, scope: Scope) -> str:
         route = scope.get("route")  # the router's choice, once it has routed
-        if route is not None and any(route is known for known in self.routes):
+        if id(route) in self._route_ids:
             return getattr(route, "path", "?")
         for route in self.routes:
             match, _ = route.matches(scope)

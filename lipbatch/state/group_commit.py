@@ -85,14 +85,21 @@ class GroupCommit:
         except LipbatchError as exc:  # raised by the next change or flush (a round's end must not raise)
             self.write_error = exc
 
-    def _write_line(self, data: bytes) -> bool:
-        """Queue ``data`` for the round's write (True), or say it must be written now (False)."""
+    def _write_line(self, data: bytes) -> None:
+        """``data`` for the round's write; outside a run (or without group commit) written at once,
+        and on failure not kept (the change it records is refused)."""
         if self.write_error is not None:
             raise self.write_error
-        if self._stop_round_writes is None:
-            return False
         self._unwritten += data
-        return True
+        if self._stop_round_writes is None:
+            try:
+                self.write_pending()
+            except LipbatchError:
+                self._unwritten.clear()  # it held only this line: the others went out at once
+                raise
+
+    def journal_error(self, exc: OSError) -> LipbatchError:
+        return LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}")
 
     def write_pending(self) -> None:
         """Write the lines kept this round (from here on a kill -9 keeps them)."""
@@ -104,7 +111,7 @@ class GroupCommit:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next write
-            raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
+            raise self.journal_error(exc) from exc
         self._unwritten.clear()
         self._journal_size += len(data)
         self.write_error = None
@@ -138,16 +145,13 @@ class GroupCommit:
                 fd = self._fd
                 if fd is None:
                     raise LipbatchError(f"state {self.path} is closed")
-                if self.write_error is not None:
-                    raise self.write_error
                 covered = self._written
-                self.write_pending()
+                self.write_pending()  # a round's write that failed is tried again here, or raised
                 try:
                     pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
                     await batched.run_sync(functools.partial(os.fsync, fd))
                 except OSError as exc:
-                    raise LipbatchError(f"cannot write state journal {self._journal}: "
-                                        f"{exc.strerror or exc}") from exc
+                    raise self.journal_error(exc) from exc
                 self.syncs += 1
                 self._synced = max(self._synced, covered)
             finally:

@@ -242,18 +242,17 @@ class State(GroupCommit):
             raise LipbatchError(f"state {self.path} is closed")
         seq = self._seq + 1
         data = _LINE.encode({"format": STATE_FORMAT, "seq": seq, **event}).encode() + b"\n"
-        if not self._write_line(data):
+        self._write_line(data)
+        if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
             try:
-                pwrite_all(self._fd, data, self._journal_size)
-                if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
-                    pwrite_all(self._fd, head_line(self._base, seq), 0)
-                    os.fsync(self._fd)
-                    self.syncs += 1
+                pwrite_all(self._fd, head_line(self._base, seq), 0)
+                os.fsync(self._fd)
             except OSError as exc:
+                self._journal_size -= len(data)
                 with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._journal_size)  # never leave a half line for the next append
-                raise LipbatchError(f"cannot write state journal {self._journal}: {exc.strerror or exc}") from exc
-            self._journal_size += len(data)
+                    os.ftruncate(self._fd, self._journal_size)  # the line never counted: no half-done append
+                raise self.journal_error(exc) from exc
+            self.syncs += 1
         self._journal_events += 1
         self._seq = seq
         self._written += 1
