@@ -17,7 +17,8 @@ child (~0.1 s of CPU to import PyAV) would cost more than it saves; there a file
 
 The child says ``{"ready": true}`` once it can work, then reads one JSON line per file
 (``{"path": ...}``) on stdin and answers one line per file, in order, on stdout:
-``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``. It runs with ``-P`` (no module of the working folder is imported), in its own session, ignoring
+``{"ok": true, "info": {...}}`` or ``{"ok": false, "error": "..."}``. It runs with ``-P`` (no
+module of the working folder is imported), in its own session, ignoring
 SIGINT (Ctrl-C stops the parent, which closes the pipe), with no credential from the parent's
 environment, and exits when stdin closes or its parent is gone.
 """
