@@ -527,9 +527,9 @@ async def test_a_decode_hanging_in_a_thread_times_out_and_blocks_no_other_thread
 
     monkeypatch.setattr(verifier_module, "verify_playable", hang)
     try:
-        for _ in range(6):  # more than its slots: the later ones time out waiting for one
+        for _ in range(5):  # more than its four slots: the last times out waiting for one
             with pytest.raises(MediaError, match="not checked within"):
-                await verify_in_thread(good, timeout=0.2)
+                await verify_in_thread(good, timeout=0.05)
         assert await trio.to_thread.run_sync(lambda: 42) == 42  # the run's other thread work goes on
     finally:
         release.set()
