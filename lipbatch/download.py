@@ -53,6 +53,7 @@ import trio
 
 from lipbatch import batched, confined
 from lipbatch.errors import PermanentError, ProviderError, TransientError
+from lipbatch.folder_syncs import FolderSyncs
 from lipbatch.media import MediaError
 from lipbatch.providers.base import error_message, parse_retry_after
 from lipbatch.verifier import Verify, verify_in_thread
@@ -176,21 +177,15 @@ class _Part:
 
         await batched.run_sync(sync_close)
 
-    async def publish(self) -> None:
-        """Rename into place; the renames of one round into one folder share its fsync."""
+    async def publish(self, folder_syncs: FolderSyncs) -> None:
+        """Rename into place; the folder's fsync is ``folder_syncs``' (shared with other results)."""
         def rename() -> None:
             assert self._folder is not None
             with confined.writing(self.dest):
                 confined.publish(self._folder, self.name, self.dest.name)
             folder, self._folder = self._folder, None  # placed: nothing left for ``discard``
-            try:
-                with confined.writing(self.dest):
-                    same = os.fstat(folder)
-            except BaseException:
-                os.close(folder)
-                raise
-            if not batched.once_per_round(("folder", same.st_dev, same.st_ino), lambda: _sync_close(folder)):
-                os.close(folder)  # an earlier rename's follow-up syncs this folder
+            with confined.writing(self.dest):
+                folder_syncs.after_rename(folder)
 
         await batched.run_sync(rename)
 
@@ -204,13 +199,6 @@ class _Part:
         with contextlib.suppress(OSError):
             os.unlink(self.name, dir_fd=self._folder)
         os.close(self._folder)
-
-
-def _sync_close(folder: int) -> None:
-    try:
-        confined.sync_folder(folder)
-    finally:
-        os.close(folder)
 
 
 @dataclass
@@ -233,6 +221,7 @@ async def download(
     retry_delay: float = 0.5,
     before_publish: Callable[[str, int], None] | None = None,
     prepare: Callable[[], None] | None = None,
+    folder_syncs: FolderSyncs | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
 
@@ -247,6 +236,7 @@ async def download(
     records the bytes it is about to place, so a crash right after the rename leaves a file the
     state knows, never one it would take for a stranger's. ``prepare()`` runs in the worker thread
     that creates the temp file, just before it (the runner moves an earlier take out of the way).
+    ``folder_syncs`` makes the rename durable (``lipbatch.folder_syncs``; default: in the rename's hop).
     """
     dest = Path(dest)
     part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size)
@@ -270,7 +260,7 @@ async def download(
             ) from exc
         if before_publish is not None:
             before_publish(part.hash.hexdigest(), part.size)
-        await part.publish()
+        await part.publish(folder_syncs if folder_syncs is not None else FolderSyncs(deferred=False))
         return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest, stat=part.stat)
     finally:
         part.discard()

@@ -56,6 +56,7 @@ from lipbatch.engine.spend import SpendPhase
 from lipbatch.engine.submit import SubmitPhase
 from lipbatch.engine.wait import AwaitPhase
 from lipbatch.errors import ProviderError, TransientError
+from lipbatch.folder_syncs import FolderSyncs
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job, Project
 from lipbatch.plan import video_fps
@@ -112,6 +113,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.download_http: httpx.AsyncClient | None = None  # result URLs: shared pool, unpaced
         self.verify: Verify = verify_in_thread  # decodes each result; a child process in big runs (_run_work)
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
+        self.folder_syncs = FolderSyncs(deferred=False)  # results' folders: fsync'd before DONE is durable
         self.outputs = Outputs(project.output_dir, state, self.hashes)
         self.ledger = Ledger(state.jobs, state.takes, project, options.max_credits)
         self.breaker = Breaker(project.manifest_path, {n: a.kind for n, a in project.accounts.items()},
@@ -193,6 +195,8 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.emit("run_finished", state_file=str(self.project.state_path), **self.summary.to_json())
 
     async def _run_work(self, work: list[_Plan]) -> None:
+        stop_deferring = self.state.on_fsync(self.folder_syncs.held)
+        self.folder_syncs.deferred = stop_deferring is not None
         try:
             self._open_accounts([plan.job for plan in work])
             async with open_verifier(len(work), self.options.verifier) as self.verify, \
@@ -210,6 +214,10 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
             self.verify = verify_in_thread  # the run's child verifier is closed with its nursery
             for client in self._clients:
                 await client.aclose()
+            if stop_deferring is not None:
+                stop_deferring()
+            self.folder_syncs.deferred = False
+            self.folder_syncs.sync_pending()  # before the state's closing fsync (a few folders at most)
         for plan in work:  # cut short (Ctrl-C): in flight at the provider, or never submitted
             if plan.job.key not in self._counted:
                 self._count(plan.job, None, JobEnded("not_run", "interrupted before it finished"))

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import trio
@@ -58,6 +59,27 @@ class GroupCommit:
         self._unwritten = bytearray()  # lines of this round, not yet written
         self.write_error: LipbatchError | None = None
         self._syncing: trio.Event | None = None
+        self._fsync_guards: list[Callable[[], AbstractContextManager[object]]] = []
+
+    def on_fsync(self, guard: Callable[[], AbstractContextManager[object]]) -> Callable[[], None]:
+        """Hold ``guard()`` (entered from any thread) around each fsync of this state; returns its remover.
+
+        What a change records may need other files durable first (a result's rename:
+        ``lipbatch.folder_syncs`` syncs its folders on entering, and holds off new renames
+        until the fsync is done, since that fsync may cover lines written meanwhile).
+        """
+        self._fsync_guards.append(guard)
+        return lambda: self._fsync_guards.remove(guard)
+
+    def _guarded(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        for guard in list(self._fsync_guards):
+            stack.enter_context(guard())
+        return stack
+
+    def _sync_journal(self, fd: int) -> None:
+        with self._guarded():
+            os.fsync(fd)
 
     @property
     def group_commit(self) -> bool:
@@ -149,7 +171,7 @@ class GroupCommit:
                 self.write_pending()  # a round's write that failed is tried again here, or raised
                 try:
                     pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
-                    await batched.run_sync(functools.partial(os.fsync, fd))
+                    await batched.run_sync(functools.partial(self._sync_journal, fd))
                 except OSError as exc:
                     raise self.journal_error(exc) from exc
                 self.syncs += 1

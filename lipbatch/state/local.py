@@ -246,7 +246,7 @@ class State(GroupCommit):
         if not self.group_commit:  # else ``flush`` writes the head, just before the fsync it describes
             try:
                 pwrite_all(self._fd, head_line(self._base, seq), 0)
-                os.fsync(self._fd)
+                self._sync_journal(self._fd)
             except OSError as exc:
                 self._journal_size -= len(data)
                 with contextlib.suppress(OSError):
@@ -269,7 +269,8 @@ class State(GroupCommit):
             raise LipbatchError(f"state {self.path} is closed")
         data = snapshot_bytes(self._seq, self.jobs.values(), self.uploads.values(), self.takes)
         try:
-            write_snapshot(self.path, data)
+            with self._guarded():
+                write_snapshot(self.path, data)
             self._drop_pending()  # the snapshot holds them; the journal is emptied next
             self._reset_journal()
             self._synced = self._written

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,43 @@ def test_closing_in_the_middle_of_a_round_keeps_its_changes(path: Path) -> None:
 
     trio.run(main)
     assert sorted(read_jobs(path)) == ["k1"]
+
+
+def test_fsync_guards_are_held_around_every_fsync_until_removed(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result's folder (lipbatch.folder_syncs) is synced before the journal that will say DONE."""
+    order: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        order.append("fsync")
+        real_fsync(fd)
+
+    @contextlib.contextmanager
+    def guard():
+        order.append("enter")
+        yield
+        order.append("leave")
+
+    async def main() -> None:
+        state = State.open(path)
+        remove = state.on_fsync(guard)
+        order.clear()  # opening a new state wrote its snapshot
+        new_job(state, "outside")  # no group commit: the line's own fsync
+        assert order == ["enter", "fsync", "leave"]
+        state.group_commit = True
+        order.clear()
+        new_job(state, "k1")
+        await state.flush()
+        assert order == ["enter", "fsync", "leave"]
+        order.clear()
+        state.compact()  # the snapshot's fsyncs inside, the emptied journal's after
+        assert order[0] == "enter" and order.count("enter") == 1 and "fsync" in order[1:order.index("leave")]
+        remove()
+        order.clear()
+        new_job(state, "k2")
+        await state.flush()
+        assert order == ["fsync"]
+        state.close()
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    trio.run(main)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,9 @@ class PostgresState(State):
 
     def write_pending(self) -> None:
         """Nothing pending: every change was sent to the server before ``update`` returned."""
+
+    def on_fsync(self, hook: Callable[[], None]) -> None:
+        """None: no later moment to wait for (a change is the server's once ``update`` returns)."""
 
     def _maybe_compact(self) -> None:
         """Nothing to fold: every change is already a row."""
