@@ -95,4 +95,4 @@ class FolderSyncs:
                 confined.sync_folder(folder)
             finally:
                 os.close(folder)
-            self.syncs += 1
+            self.syncs += 1  # under the lock (every caller holds it)

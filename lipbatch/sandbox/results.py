@@ -35,6 +35,7 @@ class ResultFiles:
         self.new_id = new_id  # ``Sandbox.new_id``: tokens follow the world's id sequence
         self.rng = rng
         self.secret = os.urandom(16)
+        self._mac: tuple[bytes, hmac.HMAC] | None = None  # a keyed template for ``sign``
         self.clear()
 
     def clear(self) -> None:
@@ -64,8 +65,16 @@ class ResultFiles:
         return entry.read()
 
     def sign(self, text: str) -> str:
-        """HMAC of ``text`` under this world's secret (kept across reloads, so URLs stay valid)."""
-        return hmac.digest(self.secret, text.encode(), "sha256").hex()
+        """HMAC of ``text`` under this world's secret (kept across reloads, so URLs stay valid).
+
+        A keyed template is copied: ``hmac.digest`` looks the digest up in OpenSSL and lets go of
+        the GIL every call (~3 us alone, tens of us on a busy event loop).
+        """
+        if self._mac is None or self._mac[0] != self.secret:
+            self._mac = (self.secret, hmac.new(self.secret, digestmod="sha256"))
+        mac = self._mac[1].copy()
+        mac.update(text.encode())
+        return mac.hexdigest()
 
     def _sign(self, token: str, exp: str) -> str:
         return self.sign(f"{token}|{exp}")[:24]
