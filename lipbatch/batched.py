@@ -99,7 +99,8 @@ async def _hop(calls: list[Callable[[], Any]]) -> list[outcome.Outcome[Any]]:
         token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
     round_end.run_now()  # a call queued this round may follow a change of this round: it is written first
-    trio.lowlevel.start_thread_soon(lambda: context.run(_run_all, calls, token), report, name="lipbatch batched hop")
+    # unnamed: a named job renames the OS thread twice per hop (pthread_setname_np through ctypes)
+    trio.lowlevel.start_thread_soon(lambda: context.run(_run_all, calls, token), report)
     return await trio.lowlevel.wait_task_rescheduled(_not_cancellable)  # type: ignore[no-any-return]
 
 

@@ -42,7 +42,6 @@ import hashlib
 import os
 import random
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +63,8 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie
 _CREDENTIAL_HINTS = ("api-key", "api_key", "apikey", "api-id", "token", "secret")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _MAX_RETRY_AFTER = 60.0
+_NAMES = random.Random()  # temp names need only be unlikely to collide (created O_EXCL), as in ``tempfile``;
+# ``secrets`` read the OS's randomness each time, letting go of the event loop's GIL
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class _Part:
         self.root = root
         self.buffer = buffer  # bytes held in memory before a worker-thread write
         self.dest = dest
-        self.name = f".{dest.name}.{secrets.token_hex(6)}.part"
+        self.name = f".{dest.name}.{_NAMES.getrandbits(48):012x}.part"
         self.path = dest.with_name(self.name)
         self.size = 0
         self.hash = hashlib.sha256()
