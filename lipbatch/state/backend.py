@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -73,8 +74,8 @@ class StateBackend(Protocol):
     def write_pending(self) -> None:
         """Changes held for the current round are written now (a kill -9 keeps them)."""
 
-    def on_fsync(self, hook: Callable[[], None]) -> Callable[[], None] | None:
-        """Run ``hook`` before each later fsync of this state, until the returned remover is called;
+    def on_fsync(self, guard: Callable[[], AbstractContextManager[object]]) -> Callable[[], None] | None:
+        """Hold ``guard()`` around each later fsync of this state, until the returned remover is called;
         None when every change is durable as it is made (nothing later to wait for)."""
 
     def close(self) -> None: ...

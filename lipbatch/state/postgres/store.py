@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,7 @@ class PostgresState(State):
     def write_pending(self) -> None:
         """Nothing pending: every change was sent to the server before ``update`` returned."""
 
-    def on_fsync(self, hook: Callable[[], None]) -> None:
+    def on_fsync(self, guard: Callable[[], AbstractContextManager[object]]) -> None:
         """None: no later moment to wait for (a change is the server's once ``update`` returns)."""
 
     def _maybe_compact(self) -> None:
