@@ -31,7 +31,7 @@ import trio
 from lipbatch.state.backend import StateUnavailableError, live
 
 if TYPE_CHECKING:
-    from lipbatch.engine.runner import _Plan
+    from lipbatch.engine.prepass import Plan
     from lipbatch.state import JobRecord
 
 _WINDOW = 256  # job keys offered per claim query
@@ -40,7 +40,7 @@ _WINDOW = 256  # job keys offered per claim query
 class ClaimQueue:
     """This worker's jobs not claimed yet (per account, in order) and when to ask again for held ones."""
 
-    def __init__(self, plans: Iterable[_Plan], urgent: Iterable[str]) -> None:
+    def __init__(self, plans: Iterable[Plan], urgent: Iterable[str]) -> None:
         self.plans = {plan.job.key: plan for plan in plans}
         self.pending: dict[str, dict[str, None]] = {}
         for key, plan in self.plans.items():
@@ -68,7 +68,7 @@ class ClaimQueue:
                     break
         return keys
 
-    def claimed(self, offered: list[str], got: list[str], again_at: float) -> list[_Plan]:
+    def claimed(self, offered: list[str], got: list[str], again_at: float) -> list[Plan]:
         """Take the claimed jobs out; offered ones before the last claimed (or all, when fewer than
         asked came back) are held by someone else: ask again later."""
         taken = set(got)
@@ -110,7 +110,7 @@ class SharedRun:
         a rehearsal on a fast sandbox clock)."""
         return max(self._lease_poll, min(self.leases.lease / 20, 5 * self._lease_poll))
 
-    async def _run_shared(self, work: list[_Plan]) -> None:
+    async def _run_shared(self, work: list[Plan]) -> None:
         leases = self.leases
         seen = {plan.job.key: _copy(self.state.job(plan.job.key)) for plan in work}
         queue = ClaimQueue(work, urgent=[key for key, record in seen.items() if live(record)])
@@ -163,7 +163,7 @@ class SharedRun:
                 queue.settle(key)
                 self._settled_before(plan.job, plan)
 
-    async def _claimed_job(self, plan: _Plan, seen: dict[str, JobRecord | None], room: trio.Semaphore | None) -> None:
+    async def _claimed_job(self, plan: Plan, seen: dict[str, JobRecord | None], room: trio.Semaphore | None) -> None:
         job = plan.job
         try:
             if plan.action == "blocked" or self.state.job(job.key) != seen[job.key]:  # decided on stale records

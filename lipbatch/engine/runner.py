@@ -32,18 +32,14 @@ Readings where the issues left room:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
 from lipbatch.budget import Ledger
-from lipbatch.confined import OutputWriteError
 from lipbatch.engine.accounts import AccountRun, Slots, resolve_secrets
 from lipbatch.engine.breaker import Breaker
 from lipbatch.engine.claims import SharedRun
@@ -51,7 +47,8 @@ from lipbatch.engine.control import JobEnded
 from lipbatch.engine.fetch import FetchPhase
 from lipbatch.engine.network import NetworkPhase
 from lipbatch.engine.options import Event, Pending, RunOptions, RunSummary, Sink
-from lipbatch.engine.outputs import Outputs, copy_file, remove_partial_files
+from lipbatch.engine.outputs import Outputs
+from lipbatch.engine.prepass import Plan, PrepassPhase
 from lipbatch.engine.spend import SpendPhase
 from lipbatch.engine.submit import SubmitPhase
 from lipbatch.engine.wait import AwaitPhase
@@ -59,9 +56,7 @@ from lipbatch.errors import ProviderError, TransientError
 from lipbatch.folder_syncs import FolderSyncs
 from lipbatch.hashing import HashCache
 from lipbatch.model import Job, Project
-from lipbatch.plan import video_fps
 from lipbatch.polling import load_completion_times, save_completion_times
-from lipbatch.pricing import estimate
 from lipbatch.report import QUIET, RunLog, log_path, spend_report, summary_lines
 from lipbatch.state import REFUSED, JobRecord, JobStatus, State
 from lipbatch.verifier import Verify, open_verifier, verify_in_thread
@@ -74,19 +69,7 @@ _FLAGS: dict[str, tuple[str, ...] | None] = {
     "blocked": ("--force",), "not_run": (), "in_flight": (), "over_budget": (), "error_blocked": ()}
 
 
-@dataclass
-class _Plan:
-    """What the pre-pass decided for one job (``job`` carries the take it makes)."""
-
-    action: str  # "skip" | "copy" | "work" | "restore" | "lost" | "blocked"
-    job: Job
-    source: Path | None = None
-    targets: tuple[str, ...] = ()
-    reason: str | None = None
-    new_take: str | None = None  # why the current take is superseded before submitting
-
-
-class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhase, SharedRun):
+class Runner(Slots, PrepassPhase, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhase, SharedRun):
     """One run of one project; use ``run_project``."""
 
     def __init__(self, project: Project, options: RunOptions, state: State, *, transport: httpx.AsyncBaseTransport,
@@ -194,7 +177,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.summary.spend = spend_report(self.ledger, self._reserved_run, self._unpriced_run, self.summary.pending)
         self.emit("run_finished", state_file=str(self.project.state_path), **self.summary.to_json())
 
-    async def _run_work(self, work: list[_Plan]) -> None:
+    async def _run_work(self, work: list[Plan]) -> None:
         stop_deferring = self.state.on_fsync(self.folder_syncs.held)
         self.folder_syncs.deferred = stop_deferring is not None
         try:
@@ -230,7 +213,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.emit("interrupted", message="stopping: no new submissions; state is recorded")
         scope.cancel()
 
-    async def _job_task(self, plan: _Plan) -> None:
+    async def _job_task(self, plan: Plan) -> None:
         job = plan.job
         acct = self.accounts[job.account]
         try:
@@ -294,88 +277,6 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
         self.summary.pending.append(Pending(job.output, job.key, job.account, outcome, self.state.scrub(reason),
                                            flags, needs, cause))
 
-    # -- pre-pass: what is already settled (no HTTP)
-
-    def _prepass(self) -> dict[str, _Plan]:
-        if self.leases is None:  # a shared output folder may hold other workers' downloads in progress
-            remove_partial_files(self.project.output_dir)
-        plans = {job.key: self._decide(job) for job in self.project.jobs}
-        for plan in plans.values():  # what each create would reserve (Magic Hour: the probed frame rate)
-            if plan.action == "work":
-                job = plan.job
-                fps = video_fps(job, self.hashes) if job.kind == "magichour-lipsync" else None
-                self.reserves[job.key] = estimate(job, video_fps=fps).reserve
-        return plans
-
-    def _decide(self, job: Job) -> _Plan:
-        record = self.state.job(job.key)
-        endpoint = self.project.accounts[job.account].endpoint
-        if record is not None and not record.made_by(endpoint):
-            return self._new_take(job, "endpoint")
-        if record is None:
-            return self._unless_blocked(job, _Plan("work", dataclasses.replace(job, take=self.outputs.next_take(job))))
-        if job.take != record.take:
-            job = dataclasses.replace(job, take=record.take)
-        if (record.status is JobStatus.SUCCEEDED and record.output_sha256
-                and all(self.outputs.holds(out, record) for out in job.outputs)):
-            # killed between placing the verified result and recording DONE: the file is that result
-            self.state.update(job.key, status=JobStatus.DONE, outputs=sorted({*record.outputs, *job.outputs}))
-            return _Plan("skip", job)
-        if record.status is not JobStatus.DONE or not record.output_sha256:
-            return self._unless_blocked(job, _Plan("work", job))  # never pay again for a file that is there
-        if record.redo:
-            return self._new_take(job, record.redo)
-        if any(self.options.rejected.get(out) == record.output_sha256 for out in job.outputs):
-            return self._new_take(job, "rejected")
-        verified = [name for name in dict.fromkeys([*job.outputs, *record.outputs])
-                    if self.outputs.holds(name, record)]
-        missing = tuple(name for name in job.outputs if name not in verified)
-        if verified:
-            source = self.outputs.path(verified[0])
-            for name in missing:
-                try:
-                    if not self.outputs.make_room(name, job.key, force=self.options.force):
-                        return _Plan("blocked", job, reason=self._foreign_reason(name))
-                    copy_file(source, self.outputs.path(name), root=self.outputs.dir)
-                except OutputWriteError as exc:
-                    return _Plan("blocked", job, reason=str(exc))
-            return _Plan("copy" if missing else "skip", job, source=source, targets=missing)
-        if record.lost:
-            if self.options.regenerate_missing:
-                return self._new_take(job, "lost")
-            return _Plan("lost", job, reason=f"{record.error}; --regenerate-missing or `lipbatch redo` pays again")
-        return self._unless_blocked(job, _Plan("restore", job))
-
-    def _new_take(self, job: Job, reason: str) -> _Plan:
-        job = dataclasses.replace(job, take=self.outputs.next_take(job))
-        return self._unless_blocked(job, _Plan("work", job, new_take=reason))
-
-    def _unless_blocked(self, job: Job, plan: _Plan) -> _Plan:
-        """No money for a job whose output path holds a file lipbatch did not write (unless --force)."""
-        if not self.options.force:
-            for output in job.outputs:
-                if self.outputs.foreign(output):
-                    return _Plan("blocked", job, reason=self._foreign_reason(output))
-        return plan
-
-    def _foreign_reason(self, output: str) -> str:
-        return (f"{self.outputs.path(output)} holds a file lipbatch did not write; it is left alone and nothing "
-                "was submitted: move it away, or --force replaces it")
-
-    def _settled_before(self, job: Job, plan: _Plan) -> None:
-        if plan.action in ("lost", "blocked"):
-            self._count(job, None, JobEnded(plan.action, plan.reason))
-            return
-        record = self.state.job(job.key)
-        assert record is not None
-        if plan.action == "copy":
-            self.state.update(job.key, outputs=sorted({*record.outputs, *job.outputs}))
-            self.emit("job_copied", job, source=str(plan.source), targets=list(plan.targets))
-        else:
-            self.emit("job_skipped", job)
-        self._counted.add(job.key)
-        self.summary.skipped += 1
-
     def _start_new_take(self, job: Job, acct: AccountRun, record: JobRecord, reason: str) -> None:
         """Keep the current take in the state's history; the record starts over as "nothing created"."""
         self.ledger.track(job.key)
@@ -389,7 +290,7 @@ class Runner(Slots, SubmitPhase, SpendPhase, NetworkPhase, AwaitPhase, FetchPhas
 
     # -- one job
 
-    async def _drive(self, plan: _Plan, acct: AccountRun) -> None:
+    async def _drive(self, plan: Plan, acct: AccountRun) -> None:
         job = plan.job
         record = self.state.job(job.key)
         if plan.new_take is not None and record is not None:

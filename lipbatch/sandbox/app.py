@@ -13,80 +13,29 @@ Routes besides the emulators':
 - ``GET|HEAD /cdn/<provider>/<token>/<filename>``: published results, with
   single-range ``Range`` support, ``Content-Length``, and signed expiring URLs.
 
-Fault injection is ASGI middleware on provider routes and downloads only
-(never on ``/_sandbox``): a faulted API request gets the emulator's own
-error shape before it is processed (429 with ``Retry-After``, or 500/502/503);
-a reset lets the request be processed, then sends half of the response and
-drops the connection (the "did my create go through?" case). Downloads can be
-reset or truncated (half the declared body, then the stream ends). Under
-hypercorn both close the socket (httpx raises ``RemoteProtocolError``);
-in-process a reset raises ``ConnectionDropped`` (an ``httpx.ReadError``)
-straight out of ``ASGITransport``, and a truncation yields a short body.
+Fault injection and request counting: ``lipbatch.sandbox.fault_middleware``; result
+downloads: ``lipbatch.sandbox.downloads``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from lipbatch.sandbox import aimlapi_pixverse, creatify, magichour, useapi
-from lipbatch.sandbox.core import CONTROL_PREFIX, FILES_PREFIX, Emulator, Sandbox, SandboxConfig, json_body
+from lipbatch.sandbox.core import CONTROL_PREFIX, Sandbox, SandboxConfig, json_body
+from lipbatch.sandbox.downloads import file_route
+from lipbatch.sandbox.fault_middleware import FaultMiddleware
 from lipbatch.sandbox.responses import JSONResponse
 from lipbatch.sandbox.world import SaveAfterRequests, World, serving
 
 EMULATOR_MODULES = (useapi, magichour, aimlapi_pixverse, creatify)
-
-_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
-
-
-class ConnectionDropped(httpx.ReadError):
-    """Raised out of the app to drop a connection; in-process httpx sees a transport error."""
-
-
-class _Stop(Exception):
-    """Stops the inner app once a fault has cut its response."""
-
-
-def _xml_error(status: int, code: str, message: str) -> Response:
-    return Response(_S3_ERROR.format(code=code, message=message), status_code=status,
-                    media_type="application/xml")
-
-
-def expired_response(emulator: Emulator | None) -> Response:
-    """What an expired result URL answers: the emulator's choice, else S3/CloudFront's 403."""
-    custom = getattr(emulator, "expired_response", None)
-    if callable(custom):
-        return custom()
-    return _xml_error(403, "AccessDenied", "Request has expired")
-
-
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
-    """(start, end_exclusive) for one satisfiable byte range; None to serve everything; 'bad' for 416."""
-    if not header:
-        return None
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if not match or not (match[1] or match[2]):
-        return None  # multiple or malformed ranges: RFC 9110 lets us ignore the header
-    if match[1]:
-        start = int(match[1])
-        end = min(size, int(match[2]) + 1) if match[2] else size
-        if start >= size or end <= start:
-            return "bad"
-        return start, end
-    suffix = int(match[2])
-    if suffix == 0:
-        return "bad"
-    return max(0, size - suffix), size
 
 
 def _control_routes(sandbox: Sandbox) -> list[BaseRoute]:
@@ -174,163 +123,6 @@ def _forget_flags(body: Any) -> dict[str, Any]:
     return flags | {"provider": provider}
 
 
-_WHOLE_BODY = 1 << 20  # files up to this size are served in one body, larger ones streamed
-
-
-def _file_route(sandbox: Sandbox) -> BaseRoute:
-    async def serve_file(request: Request) -> Response:
-        provider = request.path_params["provider"]
-        token = request.path_params["token"]
-        emulator = sandbox.emulators.get(provider)
-        verdict = sandbox.check_file_url(token, request.query_params)
-        if verdict == "unknown":
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
-        if verdict == "expired":
-            sandbox.record_download(expired=True)
-            return expired_response(emulator)
-        entry = sandbox.file(token)
-        assert entry is not None
-        headers = {"Accept-Ranges": "bytes", "Content-Type": entry.media_type}
-        wanted = _parse_range(request.headers.get("range"), entry.size)
-        if wanted == "bad":
-            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
-        status, (start, end) = (200, (0, entry.size)) if wanted is None else (206, wanted)
-        if status == 206:
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
-        headers["Content-Length"] = str(end - start)
-        sandbox.record_download()
-        if request.method == "HEAD":
-            return Response(b"", status_code=status, headers=headers)
-
-        if end - start <= _WHOLE_BODY:  # a typical result: one body, no streaming machinery
-            return Response(b"".join(entry.chunks(start, end)), status_code=status, headers=headers)
-
-        async def body():
-            for chunk in entry.chunks(start, end):
-                yield chunk
-
-        return StreamingResponse(body(), status_code=status, headers=headers)
-
-    return Route(f"{FILES_PREFIX}/{{provider}}/{{token}}/{{filename:path}}", serve_file, methods=["GET", "HEAD"])
-
-
-class FaultMiddleware:
-    """Counts provider requests and injects the configured faults (never on ``/_sandbox``)."""
-
-    def __init__(self, app: ASGIApp, sandbox: Sandbox, routes: list[BaseRoute]) -> None:
-        self.app = app
-        self.sandbox = sandbox
-        self.routes = routes
-        self._route_ids = {id(route) for route in routes}
-
-    def _route_name(self, scope: Scope) -> str:
-        route = scope.get("route")  # the router's choice, once it has routed
-        if id(route) in self._route_ids:
-            return getattr(route, "path", "?")
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                return getattr(route, "path", "?")
-        return "(unmatched)"
-
-    def _provider(self, path: str) -> tuple[Emulator | None, bool]:
-        if path.startswith(FILES_PREFIX + "/"):
-            return self.sandbox.emulators.get(path.split("/")[2]), True
-        best: tuple[int, Emulator | None] = (0, None)
-        for emulator in self.sandbox.emulators.values():
-            for prefix in emulator.prefixes:
-                if path.startswith(prefix) and len(prefix) > best[0]:
-                    best = (len(prefix), emulator)
-        return best[1], False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        self.sandbox.note_host(headers.get(b"host", b"").decode("latin-1"))
-        method, path = scope["method"], scope["path"]
-        emulator, download = self._provider(path)
-        self.sandbox.record_request(emulator.name if emulator else None)
-        if emulator is None and not download:
-            await self._routed(scope, receive, send)
-            return
-        fault = self.sandbox.draw_fault(method, path, download=download)
-        if fault is None:
-            await self._routed(scope, receive, send)
-            return
-        self.sandbox.record_route(f"{method} {self._route_name(scope)}")
-        self.sandbox.record_fault(fault if fault in ("429", "reset", "truncate") else "5xx")
-        if fault not in ("reset", "truncate"):
-            assert emulator is not None
-            if fault == "429":
-                response = emulator.error(429, "Too many requests",
-                                          headers={"Retry-After": str(self.sandbox.retry_after())})
-            else:
-                response = emulator.error(int(fault), "Service temporarily unavailable")
-            await response(scope, receive, send)
-            return
-        await self._cut(scope, receive, send, truncate=fault == "truncate")
-
-    async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app answers; the request's route is counted as the answer starts (the router has chosen
-        it by then), or when the app ends without answering."""
-        counted = False
-
-        def count() -> None:
-            nonlocal counted
-            if not counted:
-                counted = True
-                self.sandbox.record_route(f"{scope['method']} {self._route_name(scope)}")
-
-        async def send_counted(message: Message) -> None:
-            count()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_counted)
-        finally:
-            count()
-
-    async def _cut(self, scope: Scope, receive: Receive, send: Send, *, truncate: bool) -> None:
-        """Let the app answer, but deliver only half the body, then end (truncate) or drop (reset)."""
-        state: dict[str, Any] = {"sent": 0, "limit": None, "stopped": False}
-
-        async def cutting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"content-length":
-                        state["limit"] = int(value) // 2
-                await send(message)
-                return
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            body = message.get("body", b"")
-            room = state["limit"] - state["sent"] if state["limit"] is not None else len(body) // 2
-            if len(body) < room and message.get("more_body", False):
-                state["sent"] += len(body)
-                await send(message)
-                return
-            piece = body[:max(0, room)]
-            if piece:
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-            state["stopped"] = True
-            if truncate:
-                # under hypercorn h11 refuses (too little data) and closes the connection
-                with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-            raise _Stop
-
-        try:
-            await self.app(scope, receive, cutting_send)
-        except Exception:
-            if not state["stopped"]:
-                raise
-        if not truncate:
-            raise ConnectionDropped("connection dropped by sandbox fault injection")
-
-
 def build_app(config: SandboxConfig | None = None, *, world: Path | None = None) -> Starlette:
     """The whole sandbox as one Starlette app; ``app.state.sandbox`` is its ``Sandbox``.
 
@@ -340,7 +132,7 @@ def build_app(config: SandboxConfig | None = None, *, world: Path | None = None)
     when done. A world in use, corrupt or from an incompatible version raises ``UsageError``.
     """
     sandbox = Sandbox(config)
-    routes: list[BaseRoute] = [*_control_routes(sandbox), _file_route(sandbox)]
+    routes: list[BaseRoute] = [*_control_routes(sandbox), file_route(sandbox)]
     for module in EMULATOR_MODULES:
         emulator = module.Emulator(sandbox)
         sandbox.register(emulator)

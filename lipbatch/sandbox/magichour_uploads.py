@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lipbatch.sandbox.core import accepts, bearer_token, json_body
+from lipbatch.sandbox.downloads import xml_error
 from lipbatch.sandbox.magichour_requests import EXTENSIONS, Invalid, upload_items
 from lipbatch.sandbox.responses import JSONResponse
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 UPLOAD_URL_TTL = 3600.0
 UPLOAD_RETENTION = 7 * 86400.0
-_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{}</Code><Message>{}</Message></Error>'
 
 
 @dataclass
@@ -78,12 +78,10 @@ class Uploads:
             expires = -1.0
         signature = request.query_params.get("X-Amz-Signature", "")
         if upload is None or not hmac.compare_digest(self._sign(path, expires), signature):
-            return Response(_S3_ERROR.format("SignatureDoesNotMatch", "The request signature we calculated "
-                                             "does not match the signature you provided."),
-                            status_code=403, media_type="application/xml")
+            return xml_error(403, "SignatureDoesNotMatch",
+                             "The request signature we calculated does not match the signature you provided.")
         if self.sandbox.now() >= upload.url_expires:
-            return Response(_S3_ERROR.format("AccessDenied", "Request has expired"), status_code=403,
-                            media_type="application/xml")
+            return xml_error(403, "AccessDenied", "Request has expired")
         data = await request.body()
         self.sandbox.drop_file(upload.token)  # a second PUT replaces the object
         upload.token = self.sandbox.publish(data, filename=path.rsplit("/", 1)[-1], provider=self.name,

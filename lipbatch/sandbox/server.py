@@ -10,8 +10,8 @@ from hypercorn.trio import serve as hypercorn_serve
 from starlette.types import ASGIApp
 
 from lipbatch.errors import UsageError
-from lipbatch.sandbox.app import ConnectionDropped
 from lipbatch.sandbox.core import is_loopback_host
+from lipbatch.sandbox.fault_middleware import ConnectionDropped
 
 
 class _DropInjectedFaults(logging.Filter):
