@@ -21,17 +21,18 @@ sandbox's scaled clock works. Provider ETAs are real seconds, as the runner trea
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lipbatch.errors import LipbatchError
 from lipbatch.providers.base import Phase, TaskState
-from lipbatch.state import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from lipbatch.state.backend import StateBackend
 
 #: Seconds between two polls of one task that each provider documents (the lower end of a range).
 #: Sources: /work/shared/providers/<kind>.md. Polls come faster only in the window around a
@@ -57,6 +58,7 @@ PRECISE = 2 * LAG_TARGET  # intervals this narrow (two dense steps) measure the 
 HISTORY = 16  # samples kept per (account, kind): one outlier is under 10 %; recent enough to follow drift
 BACKOFF_FACTOR = 1.5
 STAGGER_UNTIL = 3  # samples: jobs predicted from this few (the wave after the blind one) stagger their grids
+LEARNED_NAME = "timings"  # the state's side record of job durations (``StateBackend.learned``)
 GOLDEN = (math.sqrt(5) - 1) / 2  # phases k * GOLDEN mod 1 spread evenly however many jobs run at once
 
 
@@ -97,6 +99,7 @@ class CompletionModel:
         self._series: dict[tuple[str, str], list[Sample]] = {}
         self._fits: dict[tuple[str, str, bool], _Fit] = {}  # until the next record of the series
         self._phases: Counter[tuple[str, str]] = Counter()
+        self._new: list[tuple[str, str, Sample]] = []  # recorded since loading: what ``merged_into`` adds
 
     def record(self, account: str, kind: str, low: float, high: float, input_seconds: float | None = None) -> None:
         """A job finished between ``low`` and ``high`` seconds (time_scale 1) after its create was accepted."""
@@ -105,7 +108,8 @@ class CompletionModel:
         if input_seconds is not None and not (math.isfinite(input_seconds) and input_seconds > 0):
             input_seconds = None
         series = self._series.setdefault((account, kind), [])
-        series.append(Sample(low, high, input_seconds))
+        series.append(sample := Sample(low, high, input_seconds))
+        self._new.append((account, kind, sample))
         del series[:-HISTORY]
         for by_length in (False, True):
             self._fits.pop((account, kind, by_length), None)
@@ -156,7 +160,15 @@ class CompletionModel:
                 with contextlib.suppress(ValueError):
                     model.record(entry["account"], entry["kind"], float(item[0]), float(item[1]),
                                  float(item[2]) if _number(item[2]) else None)
+        model._new.clear()
         return model
+
+    def merged_into(self, stored: Any) -> dict[str, Any]:
+        """``stored`` (``to_json``'s shape, or None) with the samples recorded since this model was loaded."""
+        merged = CompletionModel.from_json(stored)
+        for account, kind, sample in self._new:
+            merged.record(account, kind, sample.low, sample.high, sample.input_seconds)
+        return merged.to_json()
 
 
 def _number(value: Any) -> bool:
@@ -359,21 +371,18 @@ class PollSchedule:
         return (1.0 - progress) * elapsed / gained / self.scale
 
 
-def completion_times_path(state_path: Path) -> Path:
-    """Beside the state (``paths.STATE_SIDE_SUFFIXES``): what earlier runs learned of job durations."""
-    return state_path.with_name(state_path.name + ".timings")
-
-
-def load_completion_times(state_path: Path) -> CompletionModel:
-    """The model earlier runs saved; an empty one when there is none or it cannot be read."""
+def load_completion_times(state: StateBackend) -> CompletionModel:
+    """The model earlier runs saved in ``state`` (any worker's, on a shared state); empty when there
+    is none or it cannot be read."""
     try:
-        data = json.loads(completion_times_path(state_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = state.learned(LEARNED_NAME)
+    except LipbatchError:  # the shared state's database is away: only a head start is lost
         data = None
     return CompletionModel.from_json(data)
 
 
-def save_completion_times(state_path: Path, model: CompletionModel) -> None:
-    """Written atomically; a failure only costs the next run its head start."""
-    with contextlib.suppress(OSError):
-        atomic_write_bytes(completion_times_path(state_path), json.dumps(model.to_json()).encode("utf-8"))
+def save_completion_times(state: StateBackend, model: CompletionModel) -> None:
+    """This run's samples added to what ``state`` holds now (other workers may have added theirs since
+    this run loaded it); a failure only costs the next run its head start."""
+    with contextlib.suppress(OSError, LipbatchError):
+        state.learn(LEARNED_NAME, model.merged_into)

@@ -110,7 +110,7 @@ class Runner(Slots, PrepassPhase, SubmitPhase, SpendPhase, NetworkPhase, AwaitPh
         self.log: RunLog | None = None
         self.summary.output_dir = str(project.output_dir)
         self.summary.rerun = options.rerun or f"lipbatch run {project.manifest_path}"
-        self.completion = load_completion_times(project.state_path)  # learned by earlier runs too
+        self.completion = load_completion_times(state)  # learned by earlier runs (every worker's) too
 
     # -- events
 
@@ -172,7 +172,7 @@ class Runner(Slots, PrepassPhase, SubmitPhase, SpendPhase, NetworkPhase, AwaitPh
                                            sandbox=self.options.sandbox, environ=self.environ)
             await self._run_work(work)
         await trio.to_thread.run_sync(self.hashes.save)
-        await trio.to_thread.run_sync(save_completion_times, self.project.state_path, self.completion)
+        await trio.to_thread.run_sync(save_completion_times, self.state, self.completion)
         self.summary.elapsed = round(time.monotonic() - started, 3)
         self.summary.spend = spend_report(self.ledger, self._reserved_run, self._unpriced_run, self.summary.pending)
         self.emit("run_finished", state_file=str(self.project.state_path), **self.summary.to_json())

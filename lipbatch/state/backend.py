@@ -78,6 +78,12 @@ class StateBackend(Protocol):
         """Hold ``guard()`` around each later fsync of this state, until the returned remover is called;
         None when every change is durable as it is made (nothing later to wait for)."""
 
+    def learned(self, name: str) -> Any:
+        """What runs learned under ``name`` (JSON: job durations, ``lipbatch.polling``), or None."""
+
+    def learn(self, name: str, merge: Callable[[Any], Any]) -> None:
+        """Store ``merge(what is stored now)`` under ``name``, atomically against other writers."""
+
     def close(self) -> None: ...
 
 

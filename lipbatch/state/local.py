@@ -19,6 +19,7 @@ from lipbatch.redact import REDACTED as REDACTED  # re-exported: what stored sec
 from lipbatch.redact import Redactor
 from lipbatch.state.durable import fsync_directory, pwrite_all, replace_all, write_temp
 from lipbatch.state.group_commit import GroupCommit
+from lipbatch.state.learned import LearnedFiles
 from lipbatch.state.lock import acquire_lock, release_lock
 from lipbatch.state.records import (
     REQUIRED_ON_CREATE,
@@ -60,7 +61,7 @@ _LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # one journal 
 _MONEY_STATUSES = (JobStatus.SUBMITTING, JobStatus.IN_FLIGHT)
 
 
-class State(GroupCommit):
+class State(GroupCommit, LearnedFiles):
     """Opened by the runner: holds the lock for its lifetime."""
 
     def __init__(self, path: Path, loaded: Loaded, lock: dict[str, Any], *, compact_every: int, redact: Redactor):

@@ -56,6 +56,7 @@ from lipbatch.state.records import (
 from lipbatch.state.replay import Loaded
 
 _RELAXED = "SET LOCAL synchronous_commit = off"
+_LEARNED = "learned:"  # ``meta`` rows of ``learned``/``learn``
 _JOB_UPSERT = """
     INSERT INTO jobs (key, account, status, error_kind, record) VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (key) DO UPDATE SET account = excluded.account, status = excluded.status,
@@ -194,6 +195,26 @@ class PostgresState(State):
     def write_pending(self) -> None:
         """Nothing pending: every change was sent to the server before ``update`` returned."""
 
+    def learned(self, name: str) -> Any:
+        """The value in ``meta`` (every worker's runs), or None when there is none or it is not JSON."""
+        def read(cursor: psycopg.Cursor) -> str | None:
+            cursor.execute("SELECT value FROM meta WHERE name = %s", (_LEARNED + name,))
+            row = cursor.fetchone()
+            return row[0] if row else None
+
+        return _json_or_none(self.session.run(read))
+
+    def learn(self, name: str, merge: Callable[[Any], Any]) -> None:
+        """``merge`` the stored value under its row's lock: workers saving at once each add theirs."""
+        def write(cursor: psycopg.Cursor) -> None:
+            cursor.execute("INSERT INTO meta (name, value) VALUES (%s, 'null') ON CONFLICT (name) DO NOTHING",
+                           (_LEARNED + name,))
+            cursor.execute("SELECT value FROM meta WHERE name = %s FOR UPDATE", (_LEARNED + name,))
+            merged = json.dumps(merge(_json_or_none(cursor.fetchone()[0])))
+            cursor.execute("UPDATE meta SET value = %s WHERE name = %s", (merged, _LEARNED + name))
+
+        self.session.run(write)
+
     def on_fsync(self, guard: Callable[[], AbstractContextManager[object]]) -> None:
         """None: no later moment to wait for (a change is the server's once ``update`` returns)."""
 
@@ -213,3 +234,10 @@ class PostgresState(State):
                 self.leases.close()
         finally:
             self.session.close()
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
