@@ -90,8 +90,9 @@ async def test_kill_9_of_a_worker_its_jobs_are_finished_by_the_others_after_the_
     assert max(stats["max_active_tasks"].values()) <= CAP
     records = read_backend(project, pg_url).loaded.jobs
     assert_all_done(project, records)
-    orphaned = submitted(killed)
-    assert len(orphaned) >= 2
+    finished_before_the_kill = {e["job"] for e in killed.events if e["type"] == "job_done"}
+    orphaned = {key: task for key, task in submitted(killed).items() if key not in finished_before_the_kill}
+    assert len(submitted(killed)) >= 2 and orphaned  # a slow watcher may let one finish before the kill
     for key, task_id in orphaned.items():  # polled by another worker, never submitted again
         assert records[key].task_id == task_id and records[key].attempts == 1
     assert {e["job"] for r in others for e in r.events if e["type"] == "job_done"} >= orphaned.keys()
