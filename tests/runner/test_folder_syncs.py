@@ -7,12 +7,16 @@ import json
 import os
 import stat
 
+import httpx
 import pytest
+import trio
+from harness import fast_options
 from kinds import write_manifest
 
 from lipbatch import confined
 from lipbatch.engine import runner
 from lipbatch.folder_syncs import FolderSyncs
+from lipbatch.runner import run_project
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +76,40 @@ async def test_done_is_never_durable_before_its_rename_and_folders_share_fsyncs(
     # each folder fsync rides on a journal fsync (the one just after it), but the run's last
     riding = [i for i, kind in enumerate(order[:-1]) if kind == "folder" and order[i + 1] == "journal"]
     assert len(riding) >= counts["folder"] - 1 and counts["folder"] < counts["rename"], (order, counts)
+
+
+async def test_an_interrupted_run_syncs_its_folders_and_leaves_none_open(tmp_path, media, harness, monkeypatch):
+    case = write_manifest("creatify-lipsync", tmp_path, media, jobs=12, concurrency=6)
+    h = harness()
+    project = h.project(case.manifest)
+    stop = trio.Event()
+    renamed, synced = set(), set()
+    real_fsync, real_publish = os.fsync, confined.publish
+
+    def publish(folder: int, temp: str, name: str) -> None:
+        real_publish(folder, temp, name)
+        renamed.add(name)
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) and os.path.samefile(f"/proc/self/fd/{fd}", out_folder()):
+            synced.update(renamed)
+        real_fsync(fd)
+
+    def out_folder() -> str:
+        return str(project.output_dir / project.jobs[0].output.rsplit("/", 1)[0])
+
+    def open_output_folders() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(project.output_dir)))
+
+    def watch(event) -> None:
+        if event.type == "job_done":
+            stop.set()  # Ctrl-C after the first result
+
+    monkeypatch.setattr(confined, "publish", publish)
+    monkeypatch.setattr(os, "fsync", fsync)
+    summary = await run_project(project, fast_options(), transport=httpx.ASGITransport(app=h.app), sink=watch,
+                                environ=case.env, stop=stop)
+    assert summary.interrupted and summary.done >= 1
+    assert renamed and renamed <= synced  # every result placed before the stop is durable
+    assert open_output_folders() == 0
