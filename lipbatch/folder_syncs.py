@@ -65,8 +65,7 @@ class FolderSyncs:
             if self._since is None:
                 self._since = self._clock()
             if self._clock() - self._since >= self.max_age:
-                folders, self._pending, self._since = list(self._pending.values()), {}, None
-                self._sync_close(folders)
+                self._sync_close(self._take())
 
     def _locked_sync_close(self, folder: int) -> None:
         with self._lock:
@@ -80,14 +79,18 @@ class FolderSyncs:
         lines written while it runs, so a rename recorded meanwhile must wait for the next one.
         """
         with self._lock:
-            folders, self._pending, self._since = list(self._pending.values()), {}, None
-            self._sync_close(folders)
+            self._sync_close(self._take())
             yield
 
     def sync_pending(self) -> None:
         """fsync and close every pending folder (a filesystem that cannot fsync a folder is let be)."""
         with self.held():
             pass
+
+    def _take(self) -> list[int]:
+        """Every pending folder, no longer pending (the caller holds the lock)."""
+        folders, self._pending, self._since = list(self._pending.values()), {}, None
+        return folders
 
     def _sync_close(self, folders: list[int]) -> None:
         for folder in folders:

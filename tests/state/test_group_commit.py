@@ -37,14 +37,20 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+def _committing(path: Path) -> State:
+    """The state at ``path`` under group commit, as a run opens it."""
+    state = State.open(path)
+    state.group_commit = True
+    return state
+
+
 def _keys(path: Path) -> list[str]:
     return [event["key"] for event in journal_events(path)]
 
 
 def test_a_rounds_lines_are_written_together_when_it_ends(path: Path, writes: list[int]) -> None:
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         for i in range(5):
             new_job(state, f"k{i}")
         assert _keys(path) == []  # kept until the round ends
@@ -62,8 +68,7 @@ def test_a_rounds_lines_are_written_together_when_it_ends(path: Path, writes: li
 
 def test_a_kill_in_the_middle_of_a_round_loses_only_that_rounds_lines(path: Path) -> None:
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         new_job(state, "before")
         await trio.lowlevel.checkpoint()
         new_job(state, "during")
@@ -76,8 +81,7 @@ def test_a_kill_in_the_middle_of_a_round_loses_only_that_rounds_lines(path: Path
 def test_a_worker_thread_started_after_a_change_finds_it_written(path: Path) -> None:
     """A result's sha256 must be on record before the rename a worker thread makes."""
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         new_job(state, "k1")
         assert await trio.to_thread.run_sync(lambda: _keys(path)) == ["k1"]
         new_job(state, "k2")
@@ -90,8 +94,7 @@ def test_a_worker_thread_started_after_a_change_finds_it_written(path: Path) -> 
 def test_a_hop_started_within_the_round_finds_the_rounds_lines_written(path: Path) -> None:
     """A call queued into a hop in the round of its own change (the hop starts within that round)."""
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         new_job(state, "k1")
         (seen,) = await batched._hop([lambda: _keys(path)])  # no checkpoint between the change and the hop
         assert seen.unwrap() == ["k1"]
@@ -102,8 +105,7 @@ def test_a_hop_started_within_the_round_finds_the_rounds_lines_written(path: Pat
 
 def test_flush_writes_the_round_then_fsyncs_once_for_every_waiting_job(path: Path, writes: list[int]) -> None:
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         synced: list[int] = []
 
         async def job(i: int) -> None:
@@ -123,8 +125,7 @@ def test_flush_writes_the_round_then_fsyncs_once_for_every_waiting_job(path: Pat
 
 def test_a_failed_write_is_raised_by_the_next_change_and_flush(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
 
         def full(fd: int, data: bytes, offset: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -147,8 +148,7 @@ def test_a_failed_write_is_raised_by_the_next_change_and_flush(path: Path, monke
 
 
 def test_outside_a_trio_run_lines_are_written_at_once(path: Path, writes: list[int]) -> None:
-    state = State.open(path)
-    state.group_commit = True
+    state = _committing(path)
     new_job(state, "k1")
     assert _keys(path) == ["k1"] and state.syncs == 0  # written, the fsync left to flush
     crash(state)
@@ -157,8 +157,7 @@ def test_outside_a_trio_run_lines_are_written_at_once(path: Path, writes: list[i
 
 def test_closing_in_the_middle_of_a_round_keeps_its_changes(path: Path) -> None:
     async def main() -> None:
-        state = State.open(path)
-        state.group_commit = True
+        state = _committing(path)
         new_job(state, "k1")
         state.close()
         assert not state.group_commit
