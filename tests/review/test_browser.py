@@ -94,15 +94,21 @@ _PLAY_ALL = """async () => {
         setTimeout(resolve, 5000);
       });
       played = video.currentTime > 0;
+      if (video.requestVideoFrameCallback) {  // a frame handed to the compositor, so drawImage has one
+        await new Promise((resolve) => { video.requestVideoFrameCallback(() => resolve()); setTimeout(resolve, 1000); });
+      }
       video.pause();
       const canvas = document.createElement("canvas");  // the decoded picture itself, not just a clock
       canvas.width = 16; canvas.height = 12;
       const context = canvas.getContext("2d");
-      context.drawImage(video, 0, 0, 16, 12);
-      const pixels = context.getImageData(0, 0, 16, 12).data;
-      let sum = 0;
-      for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
-      brightness = sum / (pixels.length / 4) / 3;
+      for (let attempt = 0; attempt < 20 && brightness === 0; attempt++) {  // a busy machine: no frame yet
+        if (attempt) await new Promise((resolve) => setTimeout(resolve, 50));
+        context.drawImage(video, 0, 0, 16, 12);
+        const pixels = context.getImageData(0, 0, 16, 12).data;
+        let sum = 0;
+        for (let i = 0; i < pixels.length; i += 4) sum += pixels[i] + pixels[i + 1] + pixels[i + 2];
+        brightness = sum / (pixels.length / 4) / 3;
+      }
     } catch (error) { played = String(error); }
     results.push({src: video.getAttribute("src"), readyState: video.readyState, error: video.error && video.error.code,
                   width: video.videoWidth, duration: video.duration, played, brightness});
