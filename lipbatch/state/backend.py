@@ -9,8 +9,8 @@ number of machines can share it; it also offers ``leases``, a ``Coordinator``:
 claims on jobs, on account slots and on uploads in progress, each held by one
 worker and expiring unless its heartbeat renews it.
 
-Which backend: ``--state URL`` on run/status/plan, else ``LIPBATCH_STATE_URL``,
-else the local files. A URL carrying a password is refused without being echoed:
+Which backend: ``--state URL`` (every command that reads or changes the state), else
+``LIPBATCH_STATE_URL``, else the manifest's ``state:``, else the local files. A URL carrying a password is refused without being echoed:
 the password comes only from ``PGPASSWORD`` or a ``.pgpass`` file.
 """
 

@@ -151,6 +151,13 @@ class Leases:
         self.store.adopt({key: job_from_dict(json.loads(text), f"job {key}") for key, text in rows})
         return [key for key, _ in rows]
 
+    def holders(self, keys: Sequence[str]) -> dict[str, str]:
+        """Which live worker holds each of ``keys`` now (``id (pid N on host)``); keys nobody holds are absent."""
+        rows = self._run("SELECT c.key, c.worker, w.pid, w.host FROM claims c LEFT JOIN workers w ON w.id = c.worker "
+                         "WHERE c.key = ANY(%(keys)s) AND c.worker IS NOT NULL AND c.worker <> %(me)s "
+                         "AND c.expires_at > now()", keys=list(keys))
+        return {key: f"{worker} (pid {pid} on {host})" if host else worker for key, worker, pid, host in rows}
+
     def release(self, key: str) -> None:
         self._run("UPDATE claims SET worker = NULL, expires_at = NULL WHERE key = %(key)s AND worker = %(me)s",
                   key=key)

@@ -11,7 +11,10 @@ changed it.
 
 A change that records the intent to create (status ``submitting``) is fenced: it
 commits only while this worker's claim on the job is unexpired, and renews it; a
-worker whose claim lapsed gets ``LeaseLostError`` and pays for nothing.
+worker whose claim lapsed gets ``LeaseLostError`` and pays for nothing. With
+``fence_every_write`` (``lipbatch.state.edit``: redo, prune) every job change is
+fenced so, since a write replaces the whole record, a command can never
+overwrite what a worker wrote after taking the job over.
 
 With ``group_commit`` set (the runner sets it, as for the local files), a job change
 that is not about money (not an intent or a task id: a result URL, DONE) and a
@@ -112,6 +115,7 @@ class PostgresState(State):
         self.target = session.target
         self.campaign = session.campaign
         self.leases: Leases | None = None
+        self.fence_every_write = False  # a command changing records it claimed: each write checks the claim
         self._closed = False
 
     @classmethod
@@ -156,7 +160,7 @@ class PostgresState(State):
             key, changes = event["key"], event["set"]
             before = self.jobs.get(key)
             record = job_from_dict({**(job_dict(before) if before else {"key": key}), **changes}, f"job {key}")
-            fence = self.leases is not None and changes.get("status") == JobStatus.SUBMITTING
+            fence = self.leases is not None and (self.fence_every_write or changes.get("status") == JobStatus.SUBMITTING)
             relaxed = self.group_commit and not ("task_id" in changes or changes.get("status") in MONEY_STATUSES)
 
             def write(cursor: psycopg.Cursor) -> None:
