@@ -26,7 +26,8 @@ from lipbatch.review.decisions import (
     record_decisions,
     reviewer,
 )
-from lipbatch.state import JobRecord, JobStatus, read_state
+from lipbatch.state import JobRecord, JobStatus
+from lipbatch.state.backend import read_backend
 
 UNDECIDED = "undecided"
 
@@ -80,10 +81,11 @@ def rejected_in(decisions: Mapping[str, Decision], records: Mapping[str, JobReco
             if entry.decision == REJECTED and any(judges(entry, record) for record in owners.get(output, ()))}
 
 
-def rejected_takes(project: Project, sandbox: bool = False) -> dict[str, str]:
-    """Output path -> sha256 of its rejected current take, for ``RunOptions.rejected`` and ``build_plan``."""
+def rejected_takes(project: Project, sandbox: bool = False, url: str | None = None) -> dict[str, str]:
+    """Output path -> sha256 of its rejected current take, for ``RunOptions.rejected`` and ``build_plan``;
+    ``url``: the shared state the takes are recorded in (None: the local files)."""
     decisions = read_decisions(decisions_path(project.manifest_path, sandbox=sandbox))
-    return rejected_in(decisions, read_state(project.state_path).jobs) if decisions else {}
+    return rejected_in(decisions, read_backend(project, url).loaded.jobs) if decisions else {}
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,14 @@ class Verdict:
 
 
 def decide(project: Project, verdicts: Sequence[Verdict], *, sandbox: bool,
-           by: str | None = None) -> dict[str, Decision]:
+           by: str | None = None, url: str | None = None) -> dict[str, Decision]:
     """Record ``verdicts`` in the project's decisions file; returns output -> the decision written.
+    The takes judged are read from the state (``url``: a shared one, read without claiming; it is
+    not written: decisions live in the file).
 
     Refuses (``UsageError``, nothing written) when a job has no done take or a rejection has no note.
     """
-    records = read_state(project.state_path).jobs
+    records = read_backend(project, url).loaded.jobs
     not_done = [v.job for v in verdicts if current_take(records.get(v.job.key)) is None]
     if not_done:
         listed = ", ".join(job.output for job in not_done[:5]) + (" ..." if len(not_done) > 5 else "")

@@ -21,7 +21,8 @@ from lipbatch.paths import REVIEW_DIR
 from lipbatch.review.decisions import decisions_path, read_decisions
 from lipbatch.review.grid import NO_LANGUAGE, Cell, Grid, Group, Take, build_grid
 from lipbatch.review.judging import UNDECIDED
-from lipbatch.state import atomic_write_bytes, read_state
+from lipbatch.state import atomic_write_bytes
+from lipbatch.state.backend import read_backend
 
 THUMBS_DIR = "thumbs"
 DECISION_FILTERS = ("approved", "rejected", UNDECIDED, "no take")
@@ -31,16 +32,16 @@ def review_dir(project: Project) -> Path:
     return project.output_dir / REVIEW_DIR
 
 
-def load_grid(project: Project, *, sandbox: bool) -> Grid:
-    """Read the state and decisions and make the posters (blocks: PyAV)."""
+def load_grid(project: Project, *, sandbox: bool, url: str | None = None) -> Grid:
+    """Read the state (``url``: a shared one, without claiming) and decisions and make the posters (blocks: PyAV)."""
     decisions = read_decisions(decisions_path(project.manifest_path, sandbox=sandbox))
-    return build_grid(project, read_state(project.state_path), decisions, review_dir(project) / THUMBS_DIR,
+    return build_grid(project, read_backend(project, url).loaded, decisions, review_dir(project) / THUMBS_DIR,
                       rehearsal=sandbox)
 
 
-def write_page(project: Project, *, sandbox: bool) -> Path:
+def write_page(project: Project, *, sandbox: bool, url: str | None = None) -> Path:
     """Write ``<output_dir>/review/index.html`` (and its thumbnails); drop thumbnails no take uses now."""
-    grid = load_grid(project, sandbox=sandbox)
+    grid = load_grid(project, sandbox=sandbox, url=url)
     folder = review_dir(project)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "index.html"

@@ -34,15 +34,16 @@ from lipbatch.paths import REVIEW_DIR
 from lipbatch.review.decisions import DECISIONS, Decision
 from lipbatch.review.judging import Verdict, current_take, decide
 from lipbatch.review.page import load_grid, render_page
-from lipbatch.state import read_state
+from lipbatch.state.backend import read_backend
 
 
 class ReviewApp:
     """One campaign's review: the page, the decisions endpoint and the output folder's files."""
 
-    def __init__(self, manifest: Path, *, sandbox: bool) -> None:
+    def __init__(self, manifest: Path, *, sandbox: bool, url: str | None = None) -> None:
         self.manifest = manifest
         self.sandbox = sandbox
+        self.url = url  # a shared state, read afresh (never claimed: decisions go to the file)
         self.project: Project = load_campaign(manifest, sandbox=sandbox)
 
     def app(self) -> Starlette:
@@ -65,7 +66,7 @@ class ReviewApp:
 
     def _build(self) -> str:
         self.project = load_campaign(self.manifest, sandbox=self.sandbox)  # the manifest may have changed
-        return render_page(load_grid(self.project, sandbox=self.sandbox), served=True)
+        return render_page(load_grid(self.project, sandbox=self.sandbox, url=self.url), served=True)
 
     async def post_decision(self, request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -92,10 +93,10 @@ class ReviewApp:
                              "note": entry.note, "by": entry.by, "at": entry.at, "sha256": entry.sha256})
 
     def _decide(self, job: Job, sha256: object, decision: str, note: str) -> dict[str, Decision]:
-        record = read_state(self.project.state_path).jobs.get(job.key)
+        record = read_backend(self.project, self.url).loaded.jobs.get(job.key)
         if current_take(record) not in (None, sha256):
             raise LipbatchError(f"{job.output} has a newer take than this page shows: reload the page")
-        return decide(self.project, [Verdict(job, decision, note)], sandbox=self.sandbox)
+        return decide(self.project, [Verdict(job, decision, note)], sandbox=self.sandbox, url=self.url)
 
 
 def _error(status: int, message: str) -> JSONResponse:
