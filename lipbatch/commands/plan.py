@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign, rehearsal
+from lipbatch.commands.shared import add_state_argument, campaign_state_url
 from lipbatch.commands.validate import report_problems
 from lipbatch.errors import EXIT_INVALID, EXIT_OK, ManifestError
 from lipbatch.plan import Plan, build_plan, render
@@ -30,7 +30,7 @@ from lipbatch.remote_check import check_remote
 from lipbatch.review.decisions import Decision, decisions_path, read_decisions
 from lipbatch.review.judging import Replaced, approved_replaced, decision_name, rejected_in, rejection_for
 from lipbatch.state import read_jobs
-from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
+from lipbatch.state.backend import read_backend
 
 HELP = "show the jobs a run would do, their status in the state file, estimated cost and budgets"
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check-remote", action="store_true",
                         help="check voice, accent and avatar ids against the providers' catalogues first "
                              "(network; needs the credentials; with --sandbox: the emulators')")
-    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
+    add_state_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
         project = load_campaign(args.manifest, sandbox=args.sandbox)
     except ManifestError as err:
         return report_problems(err, as_json=args.json)
-    url = state_url(args.state, os.environ, project.state_url)
+    url = campaign_state_url(args, project)
     remote = None
     if args.check_remote:
         checked, problems = check_remote(project, sandbox=args.sandbox)

@@ -3,19 +3,26 @@
 The next ``lipbatch run`` makes them; the current take is kept under
 ``<output_dir>/takes/`` and the state keeps every take's task id, cost and
 sha256. ``--cancel`` withdraws the request. Selectors: ``lipbatch.selectors``.
+
+On a shared state (``--state``, ``LIPBATCH_STATE_URL``, the manifest's ``state:``)
+each chosen job is changed only under its claim (``lipbatch.state.edit``): a job a
+live worker holds is left as it is and named, and the command exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
-from lipbatch.errors import EXIT_OK, UsageError
+from lipbatch.commands.shared import add_state_argument, campaign_state_url, report_refused
+from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK, UsageError
 from lipbatch.hashing import HashCache
 from lipbatch.plan import video_fps
 from lipbatch.pricing import estimate
 from lipbatch.selectors import parse_selectors, select_or_fail
-from lipbatch.state import JobStatus, State
+from lipbatch.state import JobStatus
+from lipbatch.state.edit import edit_jobs
 
 HELP = "mark done jobs for a new paid take (the next run makes it; the old take is kept)"
 
@@ -25,28 +32,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("selectors", nargs="+", metavar="SELECTOR",
                         help="clip=anna lang=de provider=runway script=welcome output='de/*' or a key prefix")
     parser.add_argument("--cancel", action="store_true", help="withdraw an earlier redo request")
+    add_state_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     project = load_campaign(args.manifest, sandbox=args.sandbox)
+    url = campaign_state_url(args, project)
     jobs = select_or_fail(parse_selectors(args.selectors), project.jobs)
     marked, skipped = [], []
-    with State.open(project.state_path) as state:
+    with edit_jobs(project, url, [job.key for job in jobs]) as editing:
+        state = editing.state
         for job in jobs:
+            if job.key in editing.refused:
+                continue
             record = state.job(job.key)
             if record is None or record.status is not JobStatus.DONE:
                 skipped.append(job)
             elif args.cancel:
-                if record.redo:
-                    state.update(job.key, redo=None)
+                if record.redo and editing.update(job.key, redo=None):
                     marked.append(job)
             elif record.redo != "requested":
-                state.update(job.key, redo="requested")
-                marked.append(job)
+                if editing.update(job.key, redo="requested"):
+                    marked.append(job)
             else:
                 marked.append(job)
+        refused = editing.refused
     for job in skipped:
         print(f"not done yet (a run makes it anyway): {job.output}")
+    report_refused(jobs, refused, _again(args))
+    if not marked and refused:
+        return EXIT_JOBS_FAILED
     if not marked:
         raise UsageError("none of the matching jobs is done; nothing to " + ("cancel" if args.cancel else "redo"))
     verb = "redo withdrawn" if args.cancel else "new take asked for"
@@ -57,4 +72,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.cancel:
         print(f"{len(marked)} job(s) marked; `lipbatch run {args.manifest}` makes the new take(s), "
               "keeping the current ones under takes/")
-    return EXIT_OK
+    return EXIT_JOBS_FAILED if refused else EXIT_OK
+
+
+def _again(args: argparse.Namespace) -> str:
+    """This very command, to run again once the workers have settled the jobs they hold."""
+    flags = ["--sandbox"] * args.sandbox + ["--cancel"] * args.cancel + (["--state", args.state] if args.state else [])
+    return shlex.join(["lipbatch", "redo", args.manifest, *args.selectors, *flags])

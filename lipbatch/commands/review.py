@@ -7,6 +7,10 @@ relative paths: zip the output folder and send it) and prints its path.
 the command line. Decisions go to ``<manifest stem>.review.yaml`` beside the
 manifest (``lipbatch.review.decisions``); a rejected take is redone by the next
 ``lipbatch run``. ``--sandbox`` reviews the rehearsal, with its own decisions file.
+A shared state (``--state``, ``LIPBATCH_STATE_URL``, the manifest's ``state:``)
+is read for the records and takes without claiming anything; review writes
+nothing into it (the decisions file stays beside the manifest), and the videos
+are this machine's output folder's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import trio
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
 from lipbatch.commands.argtypes import port
+from lipbatch.commands.shared import add_state_argument, campaign_state_url
 from lipbatch.errors import EXIT_OK, UsageError
 from lipbatch.review.decisions import APPROVED, REJECTED, decisions_path
 from lipbatch.review.judging import Verdict, decide
@@ -40,28 +45,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reject the current take of the matching jobs (needs --note): the next run redoes them")
     parser.add_argument("--note", default="", help="why (required with --reject)")
     parser.add_argument("--port", type=port, default=0, help="port for --serve (default: a free one)")
+    add_state_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     if args.note and not (args.approve or args.reject):
         raise UsageError("--note goes with --approve or --reject")
+    project = load_campaign(args.manifest, sandbox=args.sandbox)
+    url = campaign_state_url(args, project)
     if args.serve:
-        review = ReviewApp(Path(args.manifest), sandbox=args.sandbox)
+        review = ReviewApp(Path(args.manifest), sandbox=args.sandbox, url=url)
         trio.run(lambda: serve_review(review, port=args.port, announce=_announce))
         print("review server stopped", file=sys.stderr)
         return EXIT_OK
-    project = load_campaign(args.manifest, sandbox=args.sandbox)
     if args.approve or args.reject:
         decision, words = (APPROVED, args.approve) if args.approve else (REJECTED, args.reject)
         jobs = select_or_fail(parse_selectors(words), project.jobs)
-        written = decide(project, [Verdict(job, decision, args.note) for job in jobs], sandbox=args.sandbox)
+        written = decide(project, [Verdict(job, decision, args.note) for job in jobs], sandbox=args.sandbox,
+                         url=url)
         for output, entry in sorted(written.items()):
             print(f"{decision}: {output} (take {entry.take}, sha256 {entry.sha256[:12]})")
         target = decisions_path(project.manifest_path, sandbox=args.sandbox)
         follow = f"; `lipbatch run {args.manifest}` makes new takes" if decision == REJECTED else ""
         print(f"{len(written)} output(s) recorded in {target} (commit it){follow}")
         return EXIT_OK
-    print(write_page(project, sandbox=args.sandbox))
+    print(write_page(project, sandbox=args.sandbox, url=url))
     return EXIT_OK
 
 

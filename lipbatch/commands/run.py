@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shlex
 import signal
 import sys
@@ -32,6 +31,7 @@ import trio
 from lipbatch.budget import unknown_cost_refusals
 from lipbatch.campaign import load_campaign, world_path
 from lipbatch.commands.argtypes import positive
+from lipbatch.commands.shared import add_state_argument, campaign_state_url
 from lipbatch.errors import UsageError
 from lipbatch.manifest import did_you_mean
 from lipbatch.model import Project
@@ -41,7 +41,6 @@ from lipbatch.review import rejected_takes
 from lipbatch.runner import RunOptions, point_at_sandbox, run_project
 from lipbatch.sandbox.core import CONTROL_PREFIX, SandboxConfig
 from lipbatch.selectors import parse_selectors, select_or_fail
-from lipbatch.state.backend import STATE_OPTION_HELP, state_url
 
 HELP = "run every job of a manifest (resumable; --sandbox needs no API keys)"
 
@@ -72,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="budget of ACCOUNT in its provider's credits for this run, in place of the "
                              "manifest's (what the state records as charged counts); repeatable")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
-    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
+    add_state_argument(parser)
 
 
 def max_credits(values: list[str], project: Project) -> dict[str, float]:
@@ -182,8 +181,8 @@ def _leaf(error: BaseException) -> BaseException:
 def main(args: argparse.Namespace) -> int:
     rehearsing = bool(args.sandbox or args.sandbox_url)
     project = load_campaign(args.manifest, sandbox=rehearsing)
-    args.state_url = state_url(args.state, os.environ, project.state_url)
-    rejected = rejected_takes(project, sandbox=rehearsing)
+    args.state_url = campaign_state_url(args, project)
+    rejected = rejected_takes(project, sandbox=rehearsing, url=args.state_url)
     if args.only:
         selected = select_or_fail(parse_selectors(args.only), project.jobs)
         project = dataclasses.replace(project, jobs=tuple(selected))

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 from typing import Any
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
+from lipbatch.commands.shared import add_state_argument, campaign_state_url
 from lipbatch.errors import EXIT_OK
 from lipbatch.plan import job_status
 from lipbatch.pricing import plain
 from lipbatch.review.decisions import decisions_path, read_decisions
 from lipbatch.review.judging import decision_for, decision_name, rejected_in
 from lipbatch.state import JobRecord
-from lipbatch.state.backend import STATE_OPTION_HELP, read_backend, state_url
+from lipbatch.state.backend import read_backend
 from lipbatch.tables import print_listing
 
 HELP = "show each job's status from the state file"
@@ -36,7 +36,7 @@ HELP = "show each job's status from the state file"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_campaign_arguments(parser, rehearsal_help="the rehearsal's state (runs made with --sandbox/--sandbox-url)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--state", metavar="URL", help=STATE_OPTION_HELP)
+    add_state_argument(parser)
 
 
 _PLAN_KNOWS_BETTER = ("new", "changed", "blocked", "waiting", "missing", "lost", "redo")
@@ -50,7 +50,7 @@ def status_name(record: JobRecord | None, planned: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     project = load_campaign(args.manifest, sandbox=args.sandbox)
-    url = state_url(args.state, os.environ, project.state_url)
+    url = campaign_state_url(args, project)
     view = read_backend(project, url)
     loaded = view.loaded
     records = loaded.jobs

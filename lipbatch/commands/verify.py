@@ -2,6 +2,8 @@
 
 Reads every byte (a same-size, same-mtime change is caught) and writes nothing.
 Lists missing, altered and lost outputs and files lipbatch has no record of.
+A shared state (``--state``, ``LIPBATCH_STATE_URL``, the manifest's ``state:``) is
+read as ``status`` reads it: without locking or claiming anything.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import argparse
 import json
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
+from lipbatch.commands.shared import add_state_argument, campaign_state_url
 from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK
 from lipbatch.inventory import take_stock
-from lipbatch.state import read_state
+from lipbatch.state.backend import read_backend
 
 HELP = "rehash every output against its recorded sha256; list missing, altered and unknown files"
 
@@ -27,14 +30,19 @@ _LABELS = (("missing", "missing (the next run restores it from the provider)"),
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_campaign_arguments(parser, rehearsal_help="verify the rehearsal's outputs")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    add_state_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     project = load_campaign(args.manifest, sandbox=args.sandbox)
-    inv = take_stock(project, read_state(project.state_path))
+    url = campaign_state_url(args, project)
+    view = read_backend(project, url)
+    inv = take_stock(project, view.loaded)
     code = EXIT_OK if inv.clean else EXIT_JOBS_FAILED
     if args.json:
-        print(json.dumps({"output_dir": str(project.output_dir), "clean": inv.clean, **inv.as_json()}, indent=2))
+        shared = {"state": view.where} if url is not None else {}
+        print(json.dumps({"output_dir": str(project.output_dir), **shared, "clean": inv.clean, **inv.as_json()},
+                         indent=2))
         return code
     for name, label in _LABELS:
         for path in getattr(inv, name):
