@@ -10,8 +10,9 @@ claims on jobs, on account slots and on uploads in progress, each held by one
 worker and expiring unless its heartbeat renews it.
 
 Which backend: ``--state URL`` (every command that reads or changes the state), else
-``LIPBATCH_STATE_URL``, else the manifest's ``state:``, else the local files. A URL carrying a password is refused without being echoed:
-the password comes only from ``PGPASSWORD`` or a ``.pgpass`` file.
+``LIPBATCH_STATE_URL``, else the manifest's ``state:``, else the local files. A URL
+carrying a password is refused without being echoed: the password comes only from
+``PGPASSWORD`` or a ``.pgpass`` file.
 """
 
 from __future__ import annotations
