@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -204,4 +205,43 @@ def test_fsync_guards_are_held_around_every_fsync_until_removed(path: Path, monk
         state.close()
 
     monkeypatch.setattr(os, "fsync", fsync)
+    trio.run(main)
+
+
+def test_the_journal_fsync_runs_on_the_loop_while_fast_and_off_it_after_a_slow_one(path: Path) -> None:
+    """A slow fsync sends the next 8 to worker threads, then one on the loop looks again (16 more if
+    still slow); a fast one brings them back. The times come from the state's clock, not the disk."""
+    where: list[str] = []
+    loop_thread = threading.get_ident()
+
+    @contextlib.contextmanager
+    def guard():
+        where.append("loop" if threading.get_ident() == loop_thread else "thread")
+        yield
+
+    async def main() -> None:
+        state = _committing(path)
+        state.on_fsync(guard)
+        durations = iter([])
+
+        def clock_from(seconds: list[float]) -> None:
+            nonlocal durations
+            ticks: list[float] = []
+            for spent in seconds:  # one start and one end reading per fsync on the loop
+                ticks += [0.0, spent]
+            durations = iter(ticks)
+
+        state._fsync_clock = lambda: next(durations)
+
+        async def flush_one(i: int) -> None:
+            new_job(state, f"k{i}", status=JobStatus.SUBMITTING)
+            await state.flush()
+
+        clock_from([0.0001, 0.0001, 0.003, 0.003, 0.0001, 0.0001])
+        for i in range(2 + 1 + 8 + 1 + 16 + 1 + 1):
+            await flush_one(i)
+        assert where == ["loop", "loop", "loop"] + ["thread"] * 8 + ["loop"] + ["thread"] * 16 + ["loop", "loop"]
+        assert state.inline_fsyncs == 6 and state.syncs == 30
+        state.close()
+
     trio.run(main)
