@@ -50,8 +50,11 @@ def open_folder(root: Path, dest: Path) -> int:
     except ValueError:
         raise OutputWriteError(f"{dest} is outside the output folder {root}") from None
     with writing(dest):
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root, _DIR_FLAGS)
+        try:
+            fd = os.open(root, _DIR_FLAGS)
+        except FileNotFoundError:  # made on first use (opened first: one system call when it exists)
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(root, _DIR_FLAGS)
     current = root
     try:
         for part in parts:

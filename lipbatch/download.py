@@ -45,7 +45,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 import trio
@@ -119,7 +118,7 @@ class _Part:
         self.size = 0
         self.hash = hashlib.sha256()
         self._folder: int | None = None
-        self._file: IO[bytes] | None = None
+        self._fd: int | None = None  # the temp file, written with os.write (no file object: one fstat less)
         self._pending = bytearray()  # received, counted in ``size``, not yet on disk
         self.stat: os.stat_result | None = None  # once finished
 
@@ -128,18 +127,18 @@ class _Part:
         self._folder = confined.open_folder(self.root, self.dest)
         with confined.writing(self.dest):
             try:
-                self._file = os.fdopen(confined.create_file(self._folder, self.name), "wb", buffering=0)
+                self._fd = confined.create_file(self._folder, self.name)
             except BaseException:
                 os.close(self._folder)
                 self._folder = None
                 raise
 
     def _write(self, chunk: bytes | bytearray) -> None:
-        assert self._file is not None
+        assert self._fd is not None
         view = memoryview(chunk)
         with confined.writing(self.dest):
             while view:
-                view = view[self._file.write(view) :]
+                view = view[os.write(self._fd, view) :]
         self.hash.update(chunk)
 
     async def write(self, chunk: bytes | bytearray) -> None:
@@ -152,11 +151,11 @@ class _Part:
 
     async def restart(self) -> None:
         def truncate() -> None:
-            if self._file is None:
+            if self._fd is None:
                 return
             with confined.writing(self.dest):
-                self._file.seek(0)
-                self._file.truncate()
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                os.ftruncate(self._fd, 0)
 
         self._pending = bytearray()
         await trio.to_thread.run_sync(truncate)
@@ -168,13 +167,14 @@ class _Part:
         data, self._pending = self._pending, bytearray()
 
         def sync_close() -> None:
-            assert self._file is not None
+            assert self._fd is not None
             if data:
                 self._write(data)
             with confined.writing(self.dest):
-                os.fsync(self._file.fileno())
-                self.stat = os.fstat(self._file.fileno())
-                self._file.close()
+                os.fsync(self._fd)
+                self.stat = os.fstat(self._fd)
+                fd, self._fd = self._fd, None
+                os.close(fd)
 
         await batched.run_sync(sync_close)
 
@@ -194,9 +194,10 @@ class _Part:
         """Close and remove the temp file, unless it was published."""
         if self._folder is None:
             return
-        if self._file is not None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
-                self._file.close()
+                os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(self.name, dir_fd=self._folder)
         os.close(self._folder)

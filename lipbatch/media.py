@@ -92,6 +92,8 @@ def verify_playable(path: str | Path) -> MediaInfo:
             info = _info(container, path)
             if not info.has_video:
                 raise MediaError(f"{path}: no video stream")
+            # one frame: the decoder's own threads (one per core, started for every file) cost more than it
+            container.streams.video[0].codec_context.thread_count = 1
             if next(container.decode(video=0), None) is None:
                 raise MediaError(f"{path}: no decodable video frame")
             for _packet in container.demux():

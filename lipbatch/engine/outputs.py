@@ -17,9 +17,11 @@ Rules (the campaign-lifecycle issue):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets as _secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,7 @@ from lipbatch.paths import take_path
 from lipbatch.state import JobRecord, JobStatus, State, TakeRecord
 
 _T = TypeVar("_T")
+_NOTHING_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # as ``Path.exists`` reads a failed stat
 
 
 class Outputs:
@@ -62,9 +65,14 @@ class Outputs:
         return shas
 
     def sha(self, path: Path) -> str | None:
+        """The sha256 of the file at ``path``; None when nothing is there, "" when it is not a readable file."""
         try:
-            if not path.is_file():
-                return None if not path.exists() else ""
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            return None if exc.errno in _NOTHING_THERE else ""
+        if not stat.S_ISREG(mode):
+            return ""
+        try:
             return self.hashes.sha256(path)[0]
         except OSError:
             return ""

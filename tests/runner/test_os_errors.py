@@ -107,19 +107,6 @@ def test_an_unreadable_state_file_is_a_message_for_plan_and_status(campaign, mon
         assert f"cannot read state file {state}" in result.err
 
 
-class _FullDisk:
-    """A file whose writes fail as on a full disk."""
-
-    def __init__(self, file):
-        self._file = file
-
-    def write(self, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name):
-        return getattr(self._file, name)
-
-
 def test_a_disk_filling_during_a_download_fails_that_job_and_a_rerun_fetches_it_without_paying(
         campaign, monkeypatch):
     victim = campaign.project.output_dir / campaign.project.jobs[1].output
@@ -127,8 +114,10 @@ def test_a_disk_filling_during_a_download_fails_that_job_and_a_rerun_fetches_it_
 
     def open_on_a_full_disk(part):
         real(part)
-        if part.dest == victim and not isinstance(part._file, _FullDisk):
-            part._file = _FullDisk(part._file)
+        if part.dest == victim:  # its temp file's descriptor now writes to /dev/full: ENOSPC from the kernel
+            full = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(full, part._fd)
+            os.close(full)
 
     monkeypatch.setattr(download._Part, "open", open_on_a_full_disk)
     result, summary = campaign.run()
