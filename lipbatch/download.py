@@ -109,8 +109,9 @@ class _Part:
     symlinks from the output folder (``lipbatch.confined``); OS errors are ``OutputWriteError``.
     """
 
-    def __init__(self, root: Path, dest: Path, buffer: int = 1 << 20):
+    def __init__(self, root: Path, dest: Path, buffer: int = 1 << 20, prepare: Callable[[], None] | None = None):
         self.root = root
+        self.prepare = prepare  # run in the hop that creates the temp file, just before it
         self.buffer = buffer  # bytes held in memory before a worker-thread write
         self.dest = dest
         self.name = f".{dest.name}.{_NAMES.getrandbits(48):012x}.part"
@@ -123,7 +124,10 @@ class _Part:
         self.stat: os.stat_result | None = None  # once finished
 
     def open(self) -> None:
-        """Create the temp file in the output folder, refusing symlinks (``lipbatch.confined``)."""
+        """``prepare()``, then create the temp file in the output folder, refusing symlinks (``lipbatch.confined``)."""
+        if self.prepare is not None:
+            with confined.writing(self.dest):  # e.g. the folder vanished: this job's write error, not the run's
+                self.prepare()
         self._folder = confined.open_folder(self.root, self.dest)
         with confined.writing(self.dest):
             try:
@@ -134,6 +138,8 @@ class _Part:
                 raise
 
     def _write(self, chunk: bytes | bytearray) -> None:
+        if self._folder is None:  # opened late: in the hop of its first write
+            self.open()
         assert self._fd is not None
         view = memoryview(chunk)
         with confined.writing(self.dest):
@@ -167,8 +173,7 @@ class _Part:
         data, self._pending = self._pending, bytearray()
 
         def sync_close() -> None:
-            assert self._fd is not None
-            if data:
+            if data or self._folder is None:
                 self._write(data)
             with confined.writing(self.dest):
                 os.fsync(self._fd)
@@ -224,6 +229,7 @@ async def download(
     before_publish: Callable[[str, int], None] | None = None,
     prepare: Callable[[], None] | None = None,
     folder_syncs: FolderSyncs | None = None,
+    known_folders: set[Path] | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
 
@@ -239,17 +245,18 @@ async def download(
     state knows, never one it would take for a stranger's. ``prepare()`` runs in the worker thread
     that creates the temp file, just before it (the runner moves an earlier take out of the way).
     ``folder_syncs`` makes the rename durable (``lipbatch.folder_syncs``; default: in the rename's hop).
+    ``known_folders``: output folders this run has already written into (a download adds its own). The
+    first result for a folder creates its temp file before fetching, so a folder that cannot take it
+    is refused before a byte is fetched; the others create it (and ``prepare()``) in the hop of the first
+    write, usually the one that also fsyncs: one worker-thread hop less per result.
     """
     dest = Path(dest)
-    part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size)
+    part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size, prepare=prepare)
 
-    def open_part() -> None:
-        if prepare is not None:
-            with confined.writing(dest):  # e.g. the folder vanished: this job's write error, not the run's
-                prepare()
-        part.open()  # a folder that cannot take the result: refused before fetching
-
-    await batched.run_sync(open_part)
+    if known_folders is None or dest.parent not in known_folders:
+        await batched.run_sync(part.open)  # a folder that cannot take the result: refused before fetching
+        if known_folders is not None:
+            known_folders.add(dest.parent)
     try:
         await _transfer(http, url, part, max_attempts=max_attempts, retry_delay=retry_delay)
         await part.finish()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,6 +98,7 @@ class Runner(Slots, PrepassPhase, SubmitPhase, SpendPhase, NetworkPhase, AwaitPh
         self.verify: Verify = verify_in_thread  # decodes each result; a child process in big runs (_run_work)
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.folder_syncs = FolderSyncs(deferred=False)  # results' folders: fsync'd before DONE is durable
+        self.known_folders: set[Path] = set()  # output folders written into: later results open late
         self.outputs = Outputs(project.output_dir, state, self.hashes)
         self.ledger = Ledger(state.jobs, state.takes, project, options.max_credits)
         self.breaker = Breaker(project.manifest_path, {n: a.kind for n, a in project.accounts.items()},

@@ -112,3 +112,36 @@ def test_copy_file_never_writes_through_a_symlinked_subfolder(layout, tmp_path: 
         copy_file(source, outside / "a.mp4", root=root)
     assert _all_files(outside) == []
     assert _all_files(root) == ["en", "en/a.mp4", "fr"]
+
+
+async def test_a_folder_this_run_wrote_into_gets_its_next_temp_file_in_the_write_hop(http, origin, layout) -> None:
+    """The first result for a folder is refused before fetching if the folder cannot take it; later ones
+    create their temp file (after ``prepare``) in the hop of their first write, one hop less each."""
+    root, _ = layout
+    known: set[Path] = set()
+    fetched_before_prepare: list[int] = []
+
+    def prepare() -> None:
+        fetched_before_prepare.append(len(origin.requests))
+
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        await download(http, origin.url, root / "de" / name, root=root, retry_delay=0, prepare=prepare,
+                       known_folders=known, verify=None)
+    assert fetched_before_prepare == [0, 2, 3]  # the first before its request, the others after theirs
+    assert known == {root / "de"}
+    assert _all_files(root) == ["de", "de/a.mp4", "de/b.mp4", "de/c.mp4"]
+
+
+async def test_a_known_folder_turned_symlink_is_still_refused_and_nothing_lands_outside(http, origin, layout) -> None:
+    root, outside = layout
+    known: set[Path] = set()
+    await download(http, origin.url, root / "de" / "a.mp4", root=root, retry_delay=0, known_folders=known,
+                   verify=None)
+    (root / "de" / "a.mp4").rename(root / "a.mp4")
+    (root / "de").rmdir()
+    (root / "de").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(OutputWriteError, match=r"/de is a symbolic link"):
+        await download(http, origin.url, root / "de" / "b.mp4", root=root, retry_delay=0, known_folders=known,
+                       verify=None)
+    assert _all_files(outside) == []
+    assert len(origin.requests) == 2  # this one was fetched (into memory) before its folder was opened
