@@ -19,8 +19,9 @@ Without it every change is a line, the head's acknowledged mark and an fsync. A 
 - **Where the fsync runs**: on the event loop while it is fast, else in a worker thread. A
   flush holds a job's provider slot (the intent before its create, the task id before its
   poll), and a worker-thread hop comes back only at the end of a scheduling round the loop
-  spends on other jobs: ~7 ms in ``benchmarks/overhead.py`` for an fsync of ~0.15 ms. An fsync
-  on the loop that takes ``INLINE_FSYNC`` or longer (a slow disk, or one that turned slow)
+  spends on other jobs: ~7 ms in ``benchmarks/overhead.py``, for an fsync of ~0.15 ms alone (~1 ms
+  on the loop with the result folders it syncs first). An fsync on the loop that takes
+  ``INLINE_FSYNC`` or longer (a slow disk, one that turned slow, or the GIL slow to come back)
   sends the next ones to worker threads, 8 of them, then 16, 32 ... while it stays slow, with
   one on the loop between to find out: the loop is held up by one slow fsync per such stretch.
 
