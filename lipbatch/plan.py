@@ -188,12 +188,12 @@ def video_fps(job: Job, cache: HashCache) -> float | None:
 
 def build_plan(project: Project, *, records: Mapping[str, JobRecord] | None = None,
                hash_cache: HashCache | None = None, rehearsal: bool = False,
-               rejected: Mapping[str, str] | None = None) -> Plan:
+               rejected: Mapping[str, str] | None = None, takes: list[TakeRecord] | None = None) -> Plan:
     """Statuses (from ``records``, default: the project's state file) and estimates of every job.
 
     ``rehearsal``: the project's paths are the sandbox's; its records count whatever sandbox made them.
+    ``takes``: the superseded takes budgets count (default: the state file's, read when there are budgets).
     """
-    takes: list[TakeRecord] | None = None
     if records is None:
         loaded = read_state(project.state_path)
         records, takes = loaded.jobs, loaded.takes

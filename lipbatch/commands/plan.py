@@ -60,8 +60,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"{len(problems)} id(s) not in the providers' catalogues; nothing was spent", file=sys.stderr)
             return EXIT_INVALID
     decisions = read_decisions(decisions_path(project.manifest_path, sandbox=args.sandbox))
-    records = read_backend(project, url).loaded.jobs if url else read_jobs(project.state_path)
-    plan = build_plan(project, records=records, rehearsal=args.sandbox, rejected=rejected_in(decisions, records))
+    shared = read_backend(project, url).loaded if url else None  # with its takes: budgets count them too
+    records = shared.jobs if shared is not None else read_jobs(project.state_path)
+    plan = build_plan(project, records=records, rehearsal=args.sandbox, rejected=rejected_in(decisions, records),
+                      takes=shared.takes if shared is not None else None)
     rejections = {row.job.key: entry for row in plan.rows if row.status == "redo"
                   and (entry := rejection_for(row.job, records.get(row.job.key), decisions)) is not None}
     replaced = approved_replaced(((row.job, row.status) for row in plan.rows), records, decisions)

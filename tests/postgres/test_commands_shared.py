@@ -259,3 +259,26 @@ def test_bad_urls_and_an_unreachable_database_are_messages_for_every_command(tmp
             assert said in result.err and "Traceback" not in result.err, (command, result.err)
             assert "hunter2" not in result.out + result.err
     assert sorted(p.name for p in case.manifest.parent.iterdir()) == [case.manifest.name]
+
+
+async def test_plan_on_a_shared_campaign_counts_its_superseded_takes_against_the_budget(
+        tmp_path, media, pg_url, run_cli):
+    """The budget's "used" is every take's cost, the earlier ones kept in the database's takes too."""
+    case = write_manifest(KIND, tmp_path, media, jobs=3)
+    data = yaml.safe_load(case.manifest.read_text())
+    data["providers"][case.account].update(budget=100_000_000, allow_unknown_cost=True)  # cost known once run
+    case.manifest.write_text(yaml.safe_dump(data))
+    h = Harness()
+    shared = Shared(case, h, h.project(case.manifest), pg_url)
+    assert (await shared.run()).exit_code == EXIT_OK
+    target = shared.project.jobs[0]
+    assert run_cli("redo", shared.manifest, "--sandbox", "--state", pg_url, f"key={target.key[:10]}").code == EXIT_OK
+    assert (await shared.run()).done == 1
+    loaded = shared.view().loaded
+    [take] = loaded.takes
+    assert take.credits and not shared.project.state_path.exists()
+
+    result = run_cli("plan", shared.manifest, "--sandbox", "--state", pg_url, "--json")
+    assert result.code == EXIT_OK, result.err
+    [budget] = result.json()["budgets"]
+    assert budget["used"] == pytest.approx(sum(r.credits or 0 for r in loaded.jobs.values()) + take.credits)
