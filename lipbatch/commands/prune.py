@@ -42,8 +42,9 @@ def main(args: argparse.Namespace) -> int:
     orphan_takes = sorted(t.kept for t in loaded.takes
                           if t.kept and t.output in orphans and (project.output_dir / t.kept).is_file())
     doomed = sorted(orphans) + orphan_takes
-    for path in doomed:
-        print(f"{'removing' if args.yes else 'would remove'}: {path}")
+    if not args.yes:
+        for path in doomed:
+            print(f"would remove: {path}")
     for path in inv.unknown:
         print(f"left alone (lipbatch did not write it): {path}")
     if not doomed:
@@ -68,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
         for path in removed:
             (project.output_dir / path).unlink(missing_ok=True)
             _remove_empty_parents(project.output_dir, project.output_dir / path)
+            print(f"removed: {path}")  # after the claims: a held job's files are never listed as going
         refused = editing.refused
     for key, who in sorted(refused.items()):
         outputs = ", ".join(sorted(orphans.intersection(loaded.jobs[key].outputs)))

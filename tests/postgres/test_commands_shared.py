@@ -212,6 +212,7 @@ async def test_prune_on_a_shared_campaign_forgets_under_claims_and_spares_a_held
         assert removed.code == EXIT_JOBS_FAILED, removed.err
         assert f"kept, a worker holds its job right now ({worker.leases.worker}" in removed.out
         assert spared.output in removed.out and "removed 1 file(s)" in removed.out
+        assert f"removed: {pruned.output}" in removed.out and f"removed: {spared.output}" not in removed.out
         records = shared.view().loaded.jobs
         assert records[spared.key].outputs == [spared.output]  # not forgotten
         assert (shared.project.output_dir / spared.output).is_file()  # nor removed
