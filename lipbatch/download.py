@@ -52,6 +52,7 @@ import trio
 from lipbatch import batched, confined
 from lipbatch.errors import PermanentError, ProviderError, TransientError
 from lipbatch.folder_syncs import FolderSyncs
+from lipbatch.loop_while_fast import LoopWhileFast
 from lipbatch.media import MediaError
 from lipbatch.providers.base import error_message, parse_retry_after
 from lipbatch.verifier import Verify, verify_in_thread
@@ -183,8 +184,9 @@ class _Part:
 
         await batched.run_sync(sync_close)
 
-    async def publish(self, folder_syncs: FolderSyncs) -> None:
-        """Rename into place; the folder's fsync is ``folder_syncs``' (shared with other results)."""
+    async def publish(self, folder_syncs: FolderSyncs, renames: LoopWhileFast | None = None) -> None:
+        """Rename into place (on the loop while ``renames`` are fast, else in a worker-thread hop);
+        the folder's fsync is ``folder_syncs``' (shared with other results)."""
         def rename() -> None:
             assert self._folder is not None
             with confined.writing(self.dest):
@@ -193,7 +195,10 @@ class _Part:
             with confined.writing(self.dest):
                 folder_syncs.after_rename(folder)
 
-        await batched.run_sync(rename)
+        if renames is None:
+            await batched.run_sync(rename)
+        else:
+            await renames.run(rename)
 
     def discard(self) -> None:
         """Close and remove the temp file, unless it was published."""
@@ -230,6 +235,7 @@ async def download(
     prepare: Callable[[], None] | None = None,
     folder_syncs: FolderSyncs | None = None,
     known_folders: set[Path] | None = None,
+    renames: LoopWhileFast | None = None,
 ) -> Downloaded:
     """Fetch ``url`` into ``dest``: complete, verified and atomically in place, or not at all.
 
@@ -248,7 +254,8 @@ async def download(
     ``known_folders``: output folders this run has already written into (a download adds its own). The
     first result for a folder creates its temp file before fetching, so a folder that cannot take it
     is refused before a byte is fetched; the others create it (and ``prepare()``) in the hop of the first
-    write, usually the one that also fsyncs: one worker-thread hop less per result.
+    write, usually the one that also fsyncs: one worker-thread hop less per result. ``renames``: where
+    the rename into place runs (``lipbatch.loop_while_fast``; default: a worker-thread hop).
     """
     dest = Path(dest)
     part = _Part(Path(root) if root is not None else dest.parent, dest, buffer=chunk_size, prepare=prepare)
@@ -269,7 +276,7 @@ async def download(
             ) from exc
         if before_publish is not None:
             before_publish(part.hash.hexdigest(), part.size)
-        await part.publish(folder_syncs if folder_syncs is not None else FolderSyncs(deferred=False))
+        await part.publish(folder_syncs if folder_syncs is not None else FolderSyncs(deferred=False), renames)
         return Downloaded(sha256=part.hash.hexdigest(), size=part.size, path=dest, stat=part.stat)
     finally:
         part.discard()

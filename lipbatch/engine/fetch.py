@@ -61,7 +61,7 @@ class FetchPhase:
                 got = await dl.download(
                     self.download_http, url, dest, root=self.outputs.dir, verify=self.verify,
                     retry_delay=max(0.001, 0.5 * self.scale), prepare=make_room, folder_syncs=self.folder_syncs,
-                    known_folders=self.known_folders,
+                    known_folders=self.known_folders, renames=self.renames,
                     before_publish=lambda sha, size: self.state.update(job.key, output_sha256=sha, output_size=size))
             except OutputWriteError as exc:  # local: retrying cannot help; the paid result waits
                 raise JobEnded("failed", f"{exc} (the result is paid for and waits at the provider: "

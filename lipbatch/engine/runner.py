@@ -56,6 +56,7 @@ from lipbatch.engine.wait import AwaitPhase
 from lipbatch.errors import ProviderError, TransientError
 from lipbatch.folder_syncs import FolderSyncs
 from lipbatch.hashing import HashCache
+from lipbatch.loop_while_fast import LoopWhileFast
 from lipbatch.model import Job, Project
 from lipbatch.polling import load_completion_times, save_completion_times
 from lipbatch.report import QUIET, RunLog, log_path, spend_report, summary_lines
@@ -99,6 +100,7 @@ class Runner(Slots, PrepassPhase, SubmitPhase, SpendPhase, NetworkPhase, AwaitPh
         self.hashes = HashCache.for_state(project.state_path)  # outputs, shared with validate's input cache
         self.folder_syncs = FolderSyncs(deferred=False)  # results' folders: fsync'd before DONE is durable
         self.known_folders: set[Path] = set()  # output folders written into: later results open late
+        self.renames = LoopWhileFast()  # results' renames into place: on the loop while they are fast
         self.outputs = Outputs(project.output_dir, state, self.hashes)
         self.ledger = Ledger(state.jobs, state.takes, project, options.max_credits)
         self.breaker = Breaker(project.manifest_path, {n: a.kind for n, a in project.accounts.items()},

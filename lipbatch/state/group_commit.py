@@ -16,14 +16,11 @@ Without it every change is a line, the head's acknowledged mark and an fsync. A 
 - **fsyncs**: ``flush`` (awaited before a create and before the next request for a job whose
   task id was recorded) writes what is pending, then the head, then one fsync for every
   caller waiting meanwhile.
-- **Where the fsync runs**: on the event loop while it is fast, else in a worker thread. A
-  flush holds a job's provider slot (the intent before its create, the task id before its
-  poll), and a worker-thread hop comes back only at the end of a scheduling round the loop
-  spends on other jobs: ~7 ms in ``benchmarks/overhead.py``, for an fsync of ~0.15 ms alone (~1 ms
-  on the loop with the result folders it syncs first). An fsync on the loop that takes
-  ``INLINE_FSYNC`` or longer (a slow disk, one that turned slow, or the GIL slow to come back)
-  sends the next ones to worker threads, 8 of them, then 16, 32 ... while it stays slow, with
-  one on the loop between to find out: the loop is held up by one slow fsync per such stretch.
+- **Where the fsync runs**: on the event loop while it is fast, else in a worker thread
+  (``lipbatch.loop_while_fast``). A flush holds a job's provider slot (the intent before its
+  create, the task id before its poll), and a worker-thread hop comes back only a scheduling
+  round later: ~7 ms in ``benchmarks/overhead.py``, for an fsync of ~0.15 ms alone (~1 ms on the
+  loop with the result folders it syncs first).
 
 Outside a trio run (tests, commands) lines are written at once and only the fsync waits.
 """
@@ -33,21 +30,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import trio
 
-from lipbatch import batched, round_end
+from lipbatch import round_end
 from lipbatch.errors import LipbatchError
+from lipbatch.loop_while_fast import LoopWhileFast
 from lipbatch.state.durable import pwrite_all
 from lipbatch.state.replay import head_line
 
 _GATHER_ROUNDS = 3  # scheduling rounds a flush waits for other jobs' changes before its fsync
-INLINE_FSYNC = 0.002  # seconds: a journal fsync faster than this costs the loop less than a worker-thread hop
-_OFF_LOOP_FIRST, _OFF_LOOP_MOST = 8, 1024  # fsyncs sent to worker threads after a slow one (doubling)
 
 
 class GroupCommit:
@@ -71,10 +66,7 @@ class GroupCommit:
         self.write_error: LipbatchError | None = None
         self._syncing: trio.Event | None = None
         self._fsync_guards: list[Callable[[], AbstractContextManager[object]]] = []
-        self._fsync_clock: Callable[[], float] = time.perf_counter
-        self._off_loop = 0  # the next fsyncs that go to a worker thread
-        self._slow_streak = 0  # fsyncs on the loop in a row that were slow
-        self.inline_fsyncs = 0  # journal fsyncs run on the event loop (tests count them)
+        self.fsyncs_where = LoopWhileFast()  # the journal's fsync: on the loop while it is fast
 
     def on_fsync(self, guard: Callable[[], AbstractContextManager[object]]) -> Callable[[], None]:
         """Hold ``guard()`` (entered from any thread) around each fsync of this state; returns its remover.
@@ -95,21 +87,6 @@ class GroupCommit:
     def _sync_journal(self, fd: int) -> None:
         with self._guarded():
             os.fsync(fd)
-
-    async def _sync_journal_somewhere(self, fd: int) -> None:
-        """The journal's fsync on the loop while that is fast, else in a worker thread."""
-        if self._off_loop:
-            self._off_loop -= 1
-            await batched.run_sync(functools.partial(self._sync_journal, fd))
-            return
-        start = self._fsync_clock()
-        self._sync_journal(fd)  # the folders its guard syncs count too: they hold up the loop as well
-        self.inline_fsyncs += 1
-        if self._fsync_clock() - start < INLINE_FSYNC:
-            self._slow_streak = 0
-            return
-        self._off_loop = min(_OFF_LOOP_FIRST << self._slow_streak, _OFF_LOOP_MOST)
-        self._slow_streak += 1
 
     @property
     def group_commit(self) -> bool:
@@ -201,7 +178,7 @@ class GroupCommit:
                 self.write_pending()  # a round's write that failed is tried again here, or raised
                 try:
                     pwrite_all(fd, head_line(self._base, self._seq), 0)  # acknowledged: what this fsync covers
-                    await self._sync_journal_somewhere(fd)
+                    await self.fsyncs_where.run(functools.partial(self._sync_journal, fd))
                 except OSError as exc:
                     raise self.journal_error(exc) from exc
                 self.syncs += 1

@@ -231,7 +231,7 @@ def test_the_journal_fsync_runs_on_the_loop_while_fast_and_off_it_after_a_slow_o
                 ticks += [0.0, spent]
             durations = iter(ticks)
 
-        state._fsync_clock = lambda: next(durations)
+        state.fsyncs_where.clock = lambda: next(durations)
 
         async def flush_one(i: int) -> None:
             new_job(state, f"k{i}", status=JobStatus.SUBMITTING)
@@ -241,7 +241,7 @@ def test_the_journal_fsync_runs_on_the_loop_while_fast_and_off_it_after_a_slow_o
         for i in range(2 + 1 + 8 + 1 + 16 + 1 + 1):
             await flush_one(i)
         assert where == ["loop", "loop", "loop"] + ["thread"] * 8 + ["loop"] + ["thread"] * 16 + ["loop", "loop"]
-        assert state.inline_fsyncs == 6 and state.syncs == 30
+        assert state.fsyncs_where.on_loop == 6 and state.syncs == 30
         state.close()
 
     trio.run(main)
