@@ -27,7 +27,7 @@ from lipbatch.state.backend import StateView, read_backend
 from lipbatch.state.postgres import PostgresState
 from lipbatch.state.records import job_dict
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # end to end: real runs on a shared database
 
 KIND = "aimlapi-pixverse-lipsync"  # text lines, one YAML line each: dropping a language is one line
 
