@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
-from lipbatch.commands.shared import add_state_argument, campaign_state_url
+from lipbatch.commands.shared import add_state_argument, campaign_state_url, command_again
 from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK
 from lipbatch.inventory import take_stock
 from lipbatch.state.backend import read_backend
@@ -73,15 +72,10 @@ def main(args: argparse.Namespace) -> int:
         refused = editing.refused
     for key, who in sorted(refused.items()):
         outputs = ", ".join(sorted(orphans.intersection(loaded.jobs[key].outputs)))
-        print(f"kept, a worker holds its job right now ({who}): {outputs}; run `{_again(args)}` again once it is "
+        print(f"kept, a worker holds its job right now ({who}): {outputs}; run `{command_again(args, 'prune', args.manifest, '--yes')}` again once it is "
               "settled")
     print(f"removed {len(removed)} file(s)")
     return EXIT_JOBS_FAILED if refused else EXIT_OK
-
-
-def _again(args: argparse.Namespace) -> str:
-    flags = ["--sandbox"] * args.sandbox + (["--state", args.state] if args.state else [])
-    return shlex.join(["lipbatch", "prune", args.manifest, "--yes", *flags])
 
 
 def _remove_empty_parents(top, path) -> None:

@@ -12,10 +12,9 @@ live worker holds is left as it is and named, and the command exits 1.
 from __future__ import annotations
 
 import argparse
-import shlex
 
 from lipbatch.campaign import add_campaign_arguments, load_campaign
-from lipbatch.commands.shared import add_state_argument, campaign_state_url, report_refused
+from lipbatch.commands.shared import add_state_argument, campaign_state_url, command_again, report_refused
 from lipbatch.errors import EXIT_JOBS_FAILED, EXIT_OK, UsageError
 from lipbatch.hashing import HashCache
 from lipbatch.plan import video_fps
@@ -59,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
         refused = editing.refused
     for job in skipped:
         print(f"not done yet (a run makes it anyway): {job.output}")
-    report_refused(jobs, refused, _again(args))
+    report_refused(jobs, refused, command_again(args, "redo", args.manifest, *args.selectors,
+                                                    *["--cancel"] * args.cancel))
     if not marked and refused:
         return EXIT_JOBS_FAILED
     if not marked:
@@ -73,9 +73,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(marked)} job(s) marked; `lipbatch run {args.manifest}` makes the new take(s), "
               "keeping the current ones under takes/")
     return EXIT_JOBS_FAILED if refused else EXIT_OK
-
-
-def _again(args: argparse.Namespace) -> str:
-    """This very command, to run again once the workers have settled the jobs they hold."""
-    flags = ["--sandbox"] * args.sandbox + ["--cancel"] * args.cancel + (["--state", args.state] if args.state else [])
-    return shlex.join(["lipbatch", "redo", args.manifest, *args.selectors, *flags])

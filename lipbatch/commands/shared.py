@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Iterable, Mapping
 
 from lipbatch.model import Job, Project
@@ -27,3 +28,10 @@ def report_refused(jobs: Iterable[Job], refused: Mapping[str, str], again: str) 
         if job.key in refused:
             print(f"not changed, a worker holds it right now ({refused[job.key]}): {job.output}; "
                   f"run `{again}` again once it is settled")
+
+
+def command_again(args: argparse.Namespace, *words: str) -> str:
+    """The command line to run once the workers have settled what they hold: ``lipbatch <words>``
+    with this invocation's ``--sandbox`` and ``--state``."""
+    flags = ["--sandbox"] * args.sandbox + (["--state", args.state] if args.state else [])
+    return shlex.join(["lipbatch", *words, *flags])

@@ -97,15 +97,16 @@ class Verdict:
     note: str = ""
 
 
-def decide(project: Project, verdicts: Sequence[Verdict], *, sandbox: bool,
-           by: str | None = None, url: str | None = None) -> dict[str, Decision]:
+def decide(project: Project, verdicts: Sequence[Verdict], *, sandbox: bool, by: str | None = None,
+           url: str | None = None, records: Mapping[str, JobRecord] | None = None) -> dict[str, Decision]:
     """Record ``verdicts`` in the project's decisions file; returns output -> the decision written.
-    The takes judged are read from the state (``url``: a shared one, read without claiming; it is
-    not written: decisions live in the file).
+    The takes judged are ``records``, else read from the state (``url``: a shared one, read without
+    claiming; it is not written: decisions live in the file).
 
     Refuses (``UsageError``, nothing written) when a job has no done take or a rejection has no note.
     """
-    records = read_backend(project, url).loaded.jobs
+    if records is None:
+        records = read_backend(project, url).loaded.jobs
     not_done = [v.job for v in verdicts if current_take(records.get(v.job.key)) is None]
     if not_done:
         listed = ", ".join(job.output for job in not_done[:5]) + (" ..." if len(not_done) > 5 else "")

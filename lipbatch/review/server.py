@@ -93,10 +93,10 @@ class ReviewApp:
                              "note": entry.note, "by": entry.by, "at": entry.at, "sha256": entry.sha256})
 
     def _decide(self, job: Job, sha256: object, decision: str, note: str) -> dict[str, Decision]:
-        record = read_backend(self.project, self.url).loaded.jobs.get(job.key)
-        if current_take(record) not in (None, sha256):
+        records = read_backend(self.project, self.url).loaded.jobs  # read once: the check and the decision
+        if current_take(records.get(job.key)) not in (None, sha256):
             raise LipbatchError(f"{job.output} has a newer take than this page shows: reload the page")
-        return decide(self.project, [Verdict(job, decision, note)], sandbox=self.sandbox, url=self.url)
+        return decide(self.project, [Verdict(job, decision, note)], sandbox=self.sandbox, records=records)
 
 
 def _error(status: int, message: str) -> JSONResponse:
